@@ -1,0 +1,1 @@
+"""eks-gpu-spot: one ComponentResource per concern, wired together in `infra.stack`."""

@@ -1,0 +1,381 @@
+"""The offline engine: runs the real program under Pulumi's mock runtime and records every registration.
+
+Shared by the tests and by `python -m infra.render`. Nothing is contacted: invokes are answered from
+`data/offline.json`, ids and ARNs are recognisable placeholders (`vpc-offline-1a2b3c4d`, account 123456789012).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import runpy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+from infra.config import PROJECT, REGION_KEY
+
+OFFLINE = json.loads((Path(__file__).parent / "data" / "offline.json").read_text())
+ACCOUNT_ID: str = OFFLINE["account_id"]
+SECRET = "[secret]"
+PROGRAM = Path(__file__).resolve().parent.parent / "__main__.py"
+
+# Resource types whose id has an AWS-style prefix (the rest use "<name>-offline").
+_ID_PREFIXES = {
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/internetGateway:InternetGateway": "igw",
+    "aws:ec2/natGateway:NatGateway": "nat",
+    "aws:ec2/eip:Eip": "eipalloc",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce",
+    "aws:ec2/securityGroup:SecurityGroup": "sg",
+    "aws:ec2/launchTemplate:LaunchTemplate": "lt",
+}
+# Services whose ARNs carry no region (IAM) and resource-path spellings that differ from the type name.
+_GLOBAL_SERVICES = {"iam"}
+_ARN_RESOURCE = {
+    "aws:iam/role:Role": "role/{name}",
+    "aws:iam/policy:Policy": "policy/{name}",
+    "aws:iam/instanceProfile:InstanceProfile": "instance-profile/{name}",
+    "aws:sqs/queue:Queue": "{name}",
+    "aws:cloudwatch/logGroup:LogGroup": "log-group:{name}",
+    "aws:cloudwatch/eventRule:EventRule": "rule/{name}",
+    "aws:kms/key:Key": "key/{id}",
+    "aws:eks/cluster:Cluster": "cluster/{name}",
+}
+_ARN_SERVICE = {"cloudwatch/logGroup": "logs", "cloudwatch/eventRule": "events"}
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One resource the program registered, with its inputs as the program wrote them (secrets masked)."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    dependencies: tuple[str, ...]
+    inputs: dict[str, Any]
+    custom: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "dependencies": list(self.dependencies),
+            "inputs": self.inputs,
+        }
+
+
+@dataclass
+class OfflineRun:
+    """What one offline run registered and exported."""
+
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    secret_outputs: frozenset[str] = field(default_factory=frozenset)
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> Registration:
+        found = [r for r in self.of_type(type_) if name is None or r.name == name]
+        if len(found) != 1:
+            names = [r.name for r in self.of_type(type_)]
+            raise LookupError(f"expected one {type_} named {name!r}, found {len(found)} among {names}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.registrations if r.urn == urn)
+
+    def depends_on(self, dependent: Registration, dependency: Registration) -> bool:
+        """True when `dependency` is a direct or transitive dependency (or a child of one) of `dependent`."""
+        seen: set[str] = set()
+        stack = [dependent.urn]
+        while stack:
+            urn = stack.pop()
+            for dep in self._edges().get(urn, ()):
+                if dep == dependency.urn:
+                    return True
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append(dep)
+        return False
+
+    def _edges(self) -> dict[str, tuple[str, ...]]:
+        return {r.urn: r.dependencies for r in self.registrations}
+
+
+class OfflineMocks(pulumi_mocks.Mocks):
+    """Answers invokes and fakes resource outputs; knows the region it pretends to be in."""
+
+    def __init__(self, region: str):
+        if region not in OFFLINE["availability_zones"]:
+            known = ", ".join(sorted(OFFLINE["availability_zones"]))
+            raise OfflineRegionError(f"aws:region = {region!r}: the offline engine knows AZs for {known}")
+        self.region = region
+
+    # --- invokes ---
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
+        handlers: dict[str, Callable[[dict], dict]] = {
+            "aws:index/getAvailabilityZones:getAvailabilityZones": self._availability_zones,
+            "aws:index/getCallerIdentity:getCallerIdentity": lambda _: {
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline",
+                "userId": "OFFLINE",
+                "id": ACCOUNT_ID,
+            },
+            "aws:index/getPartition:getPartition": lambda _: {
+                "partition": "aws",
+                "dnsSuffix": "amazonaws.com",
+                "reverseDnsPrefix": "com.amazonaws",
+                "id": "aws",
+            },
+            "aws:index/getRegion:getRegion": lambda _: {
+                "name": self.region,
+                "region": self.region,
+                "id": self.region,
+                "endpoint": f"ec2.{self.region}.amazonaws.com",
+                "description": "offline",
+            },
+            "aws:eks/getAddonVersion:getAddonVersion": lambda a: {
+                "addonName": a["addonName"],
+                "kubernetesVersion": a["kubernetesVersion"],
+                "version": OFFLINE["addon_versions"][a["addonName"]],
+                "id": a["addonName"],
+            },
+        }
+        handler = handlers.get(args.token)
+        if handler is None:
+            raise NotImplementedError(f"the offline engine does not answer invoke {args.token}; teach infra/offline.py")
+        return handler(args.args)
+
+    def _availability_zones(self, _: dict) -> dict:
+        names = OFFLINE["availability_zones"][self.region]
+        return {
+            "names": names,
+            "zoneIds": [f"{self.region[:2]}{self.region.split('-')[1][:1]}{i}-az{i}" for i in range(1, len(names) + 1)],
+            "state": "available",
+            "groupNames": [self.region] * len(names),
+            "id": self.region,
+        }
+
+    # --- resources ---
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict]:
+        if not args.custom:
+            return None, {}
+        return self.fake_state(args.typ, args.name, args.inputs)
+
+    def fake_state(self, type_: str, name: str, inputs: dict) -> tuple[str, dict]:
+        digest = hashlib.sha1(f"{type_}::{name}".encode()).hexdigest()[:8]
+        prefix = _ID_PREFIXES.get(type_)
+        state = dict(inputs)
+        state.setdefault("name", name)
+        id_ = f"{prefix}-offline-{digest}" if prefix else f"{state['name']}"
+        if type_.startswith("aws:"):
+            state.setdefault("arn", self.arn(type_, state["name"], id_))
+            state.setdefault("region", self.region)
+        extras = {
+            "aws:sqs/queue:Queue": {"url": f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{state['name']}"},
+            "aws:kms/key:Key": {"keyId": id_},
+            "aws:iam/role:Role": {"uniqueId": f"AROAOFFLINE{digest.upper()}"},
+            "aws:ec2/launchTemplate:LaunchTemplate": {"latestVersion": 1, "defaultVersion": 1},
+            "random:index/randomString:RandomString": {"result": "offline0"[: int(inputs.get("length", 8))]},
+        }
+        state.update(extras.get(type_, {}))
+        return id_, state
+
+    def arn(self, type_: str, name: str, id_: str) -> str:
+        module = type_.split(":")[1]
+        service = _ARN_SERVICE.get(module, module.split("/")[0])
+        resource = _ARN_RESOURCE.get(type_, f"{module.split('/')[-1].lower()}/{{id}}").format(name=name, id=id_)
+        region = "" if service in _GLOBAL_SERVICES else self.region
+        return f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{resource}"
+
+    def eks_cluster_outputs(self, inputs: dict, reference: Callable[[str, str, dict], dict]) -> dict:
+        """Outputs of the remote `eks:index:Cluster` component; `eksCluster` is a reference to a fabricated
+        `aws:eks/cluster:Cluster` whose state the monitor stores, so the SDK can rebuild it."""
+        name = inputs["name"]
+        endpoint = f"https://OFFLINE0000000000.gr7.{self.region}.eks.amazonaws.com"
+        ca = base64.b64encode(b"offline placeholder certificate").decode()
+        cluster_state = {
+            "name": name,
+            "arn": self.arn("aws:eks/cluster:Cluster", name, name),
+            "endpoint": endpoint,
+            "version": inputs.get("version"),
+            "status": "ACTIVE",
+            "platformVersion": "eks.offline",
+            "certificateAuthority": {"data": ca},
+            "accessConfig": {"authenticationMode": inputs.get("authenticationMode")},
+            "vpcConfig": {
+                "vpcId": inputs.get("vpcId"),
+                "subnetIds": inputs.get("subnetIds"),
+                "clusterSecurityGroupId": f"sg-offline-{hashlib.sha1(name.encode()).hexdigest()[:8]}",
+                "endpointPrivateAccess": inputs.get("endpointPrivateAccess"),
+                "endpointPublicAccess": inputs.get("endpointPublicAccess"),
+                "publicAccessCidrs": inputs.get("publicAccessCidrs"),
+            },
+            "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/OFFLINE"}]}],
+            "tags": inputs.get("tags"),
+        }
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": {"server": endpoint, "certificate-authority-data": ca}}],
+            "contexts": [{"name": "aws", "context": {"cluster": name, "user": "aws"}}],
+            "current-context": "aws",
+            "users": [
+                {
+                    "name": "aws",
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": ["eks", "get-token", "--cluster-name", name, "--region", self.region],
+                        }
+                    },
+                }
+            ],
+        }
+        return {
+            "eksCluster": reference("aws:eks/cluster:Cluster", f"{name}-eksCluster", cluster_state),
+            "kubeconfig": kubeconfig,
+            "kubeconfigJson": json.dumps(kubeconfig),
+            "clusterSecurityGroupId": cluster_state["vpcConfig"]["clusterSecurityGroupId"],
+        }
+
+
+class OfflineRegionError(ValueError):
+    """The offline engine has no AZ table for the configured region."""
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Mock monitor that records registrations and replaces resource references in inputs by their URNs
+    (rebuilding referenced resources inside the monitor hangs or binds to another event loop, pulumi#6561)."""
+
+    mocks: OfflineMocks
+
+    def __init__(self, mocks: OfflineMocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        # URNs of resources fabricated inside remote components -> the component's URN.
+        self.inner_urns: dict[str, str] = {}
+
+    def RegisterResource(self, request):
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        inputs = rpc.deserialize_properties(_references_to_urns(request.object))
+        self.registrations.append(
+            Registration(
+                urn=urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent,
+                dependencies=tuple(sorted({self.inner_urns.get(d, d) for d in request.dependencies})),
+                inputs=_plain(inputs),
+                custom=bool(request.custom),
+            )
+        )
+        if request.type == "eks:index:Cluster":
+            id_, state = None, self.mocks.eks_cluster_outputs(inputs, self._stored_reference(urn))
+        else:
+            id_, state = self.mocks.new_resource(
+                pulumi_mocks.MockResourceArgs(
+                    typ=request.type,
+                    name=request.name,
+                    inputs=inputs,
+                    provider=request.provider,
+                    resource_id=request.importId,
+                    custom=request.custom,
+                )
+            )
+        obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, id_ or "", state)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=obj_proto)
+
+    def _stored_reference(self, parent_urn: str) -> Callable[[str, str, dict], dict]:
+        def reference(type_: str, name: str, state: dict) -> dict:
+            urn = self.make_urn(parent_urn, type_, name)
+            self.inner_urns[urn] = parent_urn
+            self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, state["name"], state)
+            return {rpc._special_sig_key: rpc._special_resource_sig, "urn": urn, "id": state["name"]}
+
+        return reference
+
+
+def _references_to_urns(obj: struct_pb2.Struct) -> struct_pb2.Struct:
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get(rpc._special_sig_key) == rpc._special_resource_sig:
+                return value["urn"]
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    converted = struct_pb2.Struct()
+    converted.update(walk(json_format.MessageToDict(obj)))
+    return converted
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready inputs: secrets masked, whole floats back to ints (protobuf carries every number as a double)."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return SECRET
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def run_program(raw_config: Mapping[str, str], stack: str = "dev") -> OfflineRun:
+    """Run the real program (`__main__.py`) offline with this stack config."""
+    return run_offline(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), raw_config, stack)
+
+
+def run_offline(program: Callable[[], Any], raw_config: Mapping[str, str], stack: str = "dev") -> OfflineRun:
+    """Run `program` (which registers resources and calls `pulumi.export`) against the offline engine."""
+    mocks = OfflineMocks(str(raw_config.get(REGION_KEY, "us-west-2")))
+    monitor = RecordingMonitor(mocks)
+    settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config({str(k): str(v) for k, v in raw_config.items()})
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    outputs: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
+
+    async def resolve_exports() -> None:
+        root = settings.get_root_resource()
+        for name, value in getattr(root, "outputs", {}).items():
+            output = pulumi.Output.from_input(value)
+            outputs[name] = await output.future()
+            if await output.is_secret():
+                secret_outputs.add(name)
+
+    def main() -> Any:
+        program()
+        return _sync_await(resolve_exports())
+
+    _sync_await(run_pulumi_func(main))
+    return OfflineRun(monitor.registrations, outputs, frozenset(secret_outputs))

@@ -1,0 +1,128 @@
+"""Offline render: run the real program under the mock engine and write a plan a reviewer can read.
+
+    uv run python -m infra.render --stack dev --out DIR [--config-file PATH]
+
+Writes DIR/resources.json (every registered resource), DIR/kubernetes/*.yaml (every Kubernetes object the
+program would apply) and DIR/helm/*.yaml (every Helm release). Bad config: exit 2, one message, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config import ConfigError, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+class StackFileError(ValueError):
+    """The stack config file is missing or not in Pulumi's stack-config format."""
+
+
+def read_stack_file(path: Path) -> dict[str, str]:
+    """Read a `Pulumi.<stack>.yaml` into the raw string map Pulumi hands a program (structured values as JSON)."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StackFileError(f"{path}: no such stack config file") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StackFileError(f"{path}: not a readable YAML file ({first_line})") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict) or not isinstance(document.get("config", {}) or {}, dict):
+        raise StackFileError(f"{path}: expected a mapping with a 'config:' mapping of key: value")
+    raw = {}
+    for key, value in (document.get("config") or {}).items():
+        if isinstance(value, dict) and "secure" in value:
+            raise StackFileError(f"{path}: {key} is a secret; secrets cannot be rendered offline")
+        if isinstance(value, str):
+            raw[str(key)] = value
+        elif isinstance(value, bool):
+            raw[str(key)] = "true" if value else "false"
+        else:
+            raw[str(key)] = json.dumps(value)
+    return raw
+
+
+def write_outputs(run: Any, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "kubernetes").mkdir(parents=True)
+    (out / "helm").mkdir()
+    (out / "resources.json").write_text(json.dumps([r.as_json() for r in run.registrations], indent=2) + "\n")
+    for release in run.of_type(HELM_RELEASE):
+        inputs = release.inputs
+        document = {
+            "release": inputs.get("name", release.name),
+            "chart": inputs.get("chart"),
+            "repository": (inputs.get("repositoryOpts") or {}).get("repo"),
+            "version": inputs.get("version"),
+            "namespace": inputs.get("namespace"),
+            "skipCrds": inputs.get("skipCrds", False),
+            "values": inputs.get("values", {}),
+        }
+        _write_yaml(out / "helm" / f"{document['release']}.yaml", document)
+    for obj in kubernetes_objects(run):
+        kind, name = obj["kind"].lower(), obj["metadata"]["name"]
+        _write_yaml(out / "kubernetes" / f"{kind}-{name}.yaml", obj)
+
+
+def kubernetes_objects(run: Any) -> list[dict[str, Any]]:
+    """Every Kubernetes object (not Helm releases, not providers) as the manifest that would be applied."""
+    objects = []
+    for r in run.registrations:
+        if r.type.startswith("kubernetes:") and r.type != HELM_RELEASE and r.custom and "apiVersion" in r.inputs:
+            objects.append(dict(r.inputs))
+    return objects
+
+
+def _write_yaml(path: Path, document: Any) -> None:
+    path.write_text(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
+
+
+def summary(run: Any, stack: str, region: str) -> str:
+    counts = Counter(r.type for r in run.registrations)
+    width = max(map(len, counts)) if counts else 10
+    lines = [f"Offline render of stack '{stack}' ({region}): nothing was contacted; ids and ARNs are placeholders."]
+    lines += [f"  {type_:<{width}}  {n:>3}" for type_, n in sorted(counts.items())]
+    lines.append(f"  {'total':<{width}}  {sum(counts.values()):>3}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.render", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", default="dev", help="stack name; reads Pulumi.<stack>.yaml (default: dev)")
+    parser.add_argument("--config-file", type=Path, help="any file in Pulumi stack-config format")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: render-out/<stack>)")
+    args = parser.parse_args(argv)
+    config_file = args.config_file or ROOT / f"Pulumi.{args.stack}.yaml"
+    out = args.out or ROOT / "render-out" / args.stack
+
+    from infra.offline import OfflineRegionError, run_program  # after argument errors: the SDK import is slow
+
+    try:
+        raw = read_stack_file(config_file)
+        cfg = parse_config(raw)  # fails before the engine starts
+        run = run_program(raw, stack=args.stack)
+    except (StackFileError, ConfigError, OfflineRegionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write_outputs(run, out)
+    print(summary(run, args.stack, cfg.region))
+    print(f"Wrote {out}/resources.json, {out}/kubernetes/, {out}/helm/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

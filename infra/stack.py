@@ -1,0 +1,35 @@
+"""Wires the components into one stack and returns its outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_random as random
+
+from infra.cluster import Cluster, ClusterArgs
+from infra.config import StackConfig
+from infra.network import Network, NetworkArgs
+
+
+def build_stack(cfg: StackConfig) -> dict[str, Any]:
+    """Register every resource of the stack; returns the stack outputs (name -> value)."""
+    # The original's naming: prefix + short random suffix, so several stacks can share an account.
+    suffix = random.RandomString("cluster-suffix", length=8, special=False, upper=False)
+    cluster_name = suffix.result.apply(lambda s: f"{cfg.cluster_name_prefix}-{s}")
+
+    network = Network("network", NetworkArgs(cluster_name=cluster_name, vpc_cidr=cfg.vpc_cidr, region=cfg.region))
+    cluster = Cluster("cluster", ClusterArgs(cluster_name=cluster_name, config=cfg, network=network))
+
+    return {
+        "cluster_name": cluster.name,
+        "cluster_endpoint": cluster.endpoint,
+        "cluster_version": cluster.version,
+        "region": cfg.region,
+        "configure_kubectl": pulumi.Output.concat(
+            "aws eks update-kubeconfig --name ", cluster.name, " --region ", cfg.region
+        ),
+        "kubeconfig": cluster.kubeconfig,
+        "vpc_id": network.vpc_id,
+        "private_subnet_ids": network.private_subnet_ids,
+    }

@@ -1,0 +1,46 @@
+"""Shared fixtures: the offline engine (the same one `render` uses) and the upstream reference data."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from infra.offline import OfflineRun, run_program
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = PROJECT_ROOT.parent / "shared" / "reference"
+DEFAULT_CONFIG = {"aws:region": "us-west-2"}
+
+
+@functools.lru_cache(maxsize=32)
+def _run(items: frozenset[tuple[str, str]]) -> OfflineRun:
+    return run_program(dict(items))
+
+
+def render_stack(**config: str) -> OfflineRun:
+    """Run the real program offline. Keys are project keys (`gpuLimit`) or namespaced (`aws:region`); cached."""
+    raw = dict(DEFAULT_CONFIG)
+    raw.update({k if ":" in k else f"eks-gpu-spot:{k}": v for k, v in config.items()})
+    return _run(frozenset(raw.items()))
+
+
+@pytest.fixture
+def stack() -> OfflineRun:
+    """The default stack (us-west-2, all defaults)."""
+    return render_stack()
+
+
+@pytest.fixture
+def render() -> Callable[..., OfflineRun]:
+    return render_stack
+
+
+@pytest.fixture
+def reference() -> Path:
+    """Upstream data in ../shared/reference; tests that need it skip, saying why, when it is absent."""
+    if not REFERENCE.is_dir():
+        pytest.skip(f"upstream reference data not found at {REFERENCE} (it sits beside the project root)")
+    return REFERENCE

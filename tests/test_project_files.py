@@ -1,0 +1,68 @@
+"""Pulumi.yaml, the config model and README agree: one set of keys, types, defaults and descriptions."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from infra.config import REGION_KEY, StackConfig, parse_config
+from infra.render import read_stack_file
+from tests.conftest import PROJECT_ROOT
+
+PROJECT = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())
+PULUMI_TYPES = {bool: "boolean", int: "integer", str: "string", tuple: "array"}
+
+
+def model_keys() -> dict:
+    return {f.alias: f for f in StackConfig.model_fields.values()}
+
+
+def test_project_runtime():
+    assert PROJECT["name"] == "eks-gpu-spot"
+    assert PROJECT["runtime"] == {"name": "python", "options": {"toolchain": "uv"}}
+
+
+def test_every_model_key_is_declared_with_type_description_and_the_same_default():
+    declared = PROJECT["config"]
+    assert set(declared) == set(model_keys())
+    for key, field in model_keys().items():
+        entry = declared[key]
+        assert entry["description"] == field.description, key
+        if key == REGION_KEY:  # Pulumi allows only `value` on another package's key
+            assert entry["value"] == field.default and "type" not in entry
+            continue
+        default = list(field.default) if isinstance(field.default, tuple) else field.default
+        assert entry["default"] == default, key
+        assert entry["type"] == PULUMI_TYPES[type(field.default)], key
+        if entry["type"] == "array":
+            assert entry["items"] == {"type": "string"}, key
+
+
+def test_declared_defaults_parse_to_the_model_defaults(tmp_path):
+    # Written as a stack file, the declared defaults must give exactly the model's defaults.
+    declared = {k: v.get("default", v.get("value")) for k, v in PROJECT["config"].items()}
+    stack_file = tmp_path / "Pulumi.defaults.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": declared}))
+    assert parse_config(read_stack_file(stack_file)) == StackConfig()
+
+
+def test_readme_config_table_matches_pulumi_yaml():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([^`]+)` \| (.+?) \|$", readme, flags=re.M))
+    for key, entry in PROJECT["config"].items():
+        assert key in rows, f"README config table lacks {key}"
+        default = entry.get("default", entry.get("value"))
+        shown = (
+            ", ".join(map(str, default))
+            if isinstance(default, list)
+            else str(default).lower()
+            if isinstance(default, bool)
+            else str(default)
+        )
+        assert f"`{shown}`" in rows[key] or (shown == "" and "(empty)" in rows[key]), (key, rows[key])
+
+
+def test_dev_stack_file_is_valid_config():
+    cfg = parse_config(read_stack_file(PROJECT_ROOT / "Pulumi.dev.yaml"))
+    assert cfg.gpu_instance_types == ("p5.48xlarge",)

@@ -1,0 +1,91 @@
+"""The offline `render` command: summary, the three outputs, and exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+
+def run_render(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.render", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def dev_render(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("render") / "dev"
+    return run_render("--stack", "dev", "--out", str(out)), out
+
+
+def test_dev_render_prints_a_summary_and_writes_three_outputs(dev_render):
+    result, out = dev_render
+    assert result.returncode == 0, result.stderr
+    assert "nothing was contacted" in result.stdout and "placeholders" in result.stdout
+    assert "aws:ec2/subnet:Subnet" in result.stdout
+    resources = json.loads((out / "resources.json").read_text())
+    total = int(result.stdout.split("total")[1].split()[0])
+    assert total == len(resources)
+    assert sum(r["type"] == "aws:ec2/subnet:Subnet" for r in resources) == 12
+    assert (out / "kubernetes").is_dir() and (out / "helm").is_dir()
+
+
+def test_resources_json_has_the_documented_shape_and_a_closed_graph(dev_render):
+    _, out = dev_render
+    resources = json.loads((out / "resources.json").read_text())
+    urns = {r["urn"] for r in resources}
+    for r in resources:
+        assert set(r) == {"urn", "type", "name", "parent", "dependencies", "inputs"}
+        assert set(r["dependencies"]) <= urns, r["name"]
+        assert r["parent"] == "" or r["parent"] in urns or r["parent"].endswith("pulumi:pulumi:Stack::eks-gpu-spot-dev")
+    group = next(r for r in resources if r["type"] == "aws:eks/nodeGroup:NodeGroup")
+    assert group["inputs"]["scalingConfig"]["minSize"] == 2  # numbers as the program wrote them, not 2.0
+
+
+def test_region_change_in_a_config_file_gives_six_azs(tmp_path):
+    config = tmp_path / "Pulumi.east.yaml"
+    config.write_text("config:\n  aws:region: us-east-1\n")
+    out = tmp_path / "out"
+    result = run_render("--config-file", str(config), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    resources = json.loads((out / "resources.json").read_text())
+    assert sum(r["type"] == "aws:ec2/subnet:Subnet" for r in resources) == 18
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("config:\n  eks-gpu-spot:gpuCapacityTypes: [spotty]\n", ["gpuCapacityTypes", "spotty", "spot, on-demand"]),
+        ("config:\n  eks-gpu-spot:gpuInstanceType: p5.48xlarge\n", ["gpuInstanceType", "did you mean"]),
+        ("config:\n  eks-gpu-spot:vpcCidr: 10.0.0.0/24\n", ["vpcCidr", "too small"]),
+        ("config: [1, 2\n", ["not a readable YAML file"]),
+        ("- just\n- a list\n", ["expected a mapping"]),
+        ("config:\n  aws:region: mars-north-1\n", ["aws:region", "not an AWS region"]),
+        ("config:\n  aws:region: sa-east-1\n", ["aws:region", "offline engine knows AZs"]),
+        ("config:\n  eks-gpu-spot:clusterNamePrefix:\n    secure: AAAA\n", ["secret"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_message_and_writes_nothing(tmp_path, content, words):
+    config = tmp_path / "Pulumi.bad.yaml"
+    config.write_text(content)
+    out = tmp_path / "out"
+    result = run_render("--config-file", str(config), "--out", str(out))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.startswith("error: ")
+    for word in words:
+        assert word in result.stderr
+    assert not out.exists()
+
+
+def test_missing_stack_file_is_one_clear_line(tmp_path):
+    result = run_render("--stack", "nosuchstack", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "Pulumi.nosuchstack.yaml: no such stack config file" in result.stderr
+    assert "Traceback" not in result.stderr
