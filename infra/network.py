@@ -48,6 +48,8 @@ class NetworkArgs:
     cluster_name: pulumi.Input[str]
     vpc_cidr: str
     region: str
+    private_subnet_hook: pulumi.ResourceHook | None = None
+    """Runs before each private subnet is deleted (see infra/destroy_hook.py)."""
 
 
 class Network(pulumi.ComponentResource):
@@ -93,6 +95,7 @@ class Network(pulumi.ComponentResource):
             "private",
             plan.private,
             {"kubernetes.io/role/internal-elb": "1", DISCOVERY_TAG: args.cluster_name},
+            hook=args.private_subnet_hook,
         )
         intra_ids = self._subnets(name, vpc, "intra", plan.intra, {})
 
@@ -152,8 +155,15 @@ class Network(pulumi.ComponentResource):
         )
 
     def _subnets(
-        self, name: str, vpc: aws.ec2.Vpc, tier: str, cidrs: tuple[str, ...], tags: dict
+        self,
+        name: str,
+        vpc: aws.ec2.Vpc,
+        tier: str,
+        cidrs: tuple[str, ...],
+        tags: dict,
+        hook: pulumi.ResourceHook | None = None,
     ) -> list[pulumi.Output[str]]:
+        hooks = pulumi.ResourceHookBinding(before_delete=[hook]) if hook else None
         ids = []
         for az, cidr in zip(self.availability_zones, cidrs, strict=True):
             subnet = aws.ec2.Subnet(
@@ -162,7 +172,7 @@ class Network(pulumi.ComponentResource):
                 cidr_block=cidr,
                 availability_zone=az,
                 tags=pulumi.Output.all(self._tags(f"{tier}-{az}"), tags).apply(lambda t: {**t[0], **t[1]}),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self, hooks=hooks),
             )
             ids.append(subnet.id)
         return ids

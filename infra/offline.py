@@ -68,6 +68,7 @@ class Registration:
     dependencies: tuple[str, ...]
     inputs: dict[str, Any]
     custom: bool
+    before_delete_hooks: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -291,6 +292,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 dependencies=tuple(sorted({self.inner_urns.get(d, d) for d in request.dependencies})),
                 inputs=_plain(inputs),
                 custom=bool(request.custom),
+                before_delete_hooks=tuple(request.hooks.before_delete),
             )
         )
         if request.type == "eks:index:Cluster":

@@ -63,10 +63,11 @@ def write_outputs(run: Any, out: Path) -> None:
     (out / "resources.json").write_text(json.dumps([r.as_json() for r in run.registrations], indent=2) + "\n")
     for release in run.of_type(HELM_RELEASE):
         inputs = release.inputs
+        repository, chart = _split_chart(inputs.get("chart", ""), (inputs.get("repositoryOpts") or {}).get("repo"))
         document = {
             "release": inputs.get("name", release.name),
-            "chart": inputs.get("chart"),
-            "repository": (inputs.get("repositoryOpts") or {}).get("repo"),
+            "chart": chart,
+            "repository": repository,
             "version": inputs.get("version"),
             "namespace": inputs.get("namespace"),
             "skipCrds": inputs.get("skipCrds", False),
@@ -76,6 +77,14 @@ def write_outputs(run: Any, out: Path) -> None:
     for obj in kubernetes_objects(run):
         kind, name = obj["kind"].lower(), obj["metadata"]["name"]
         _write_yaml(out / "kubernetes" / f"{kind}-{name}.yaml", obj)
+
+
+def _split_chart(chart: str, repository: str | None) -> tuple[str | None, str]:
+    """An OCI chart is one address (`oci://registry/path/chart`); show it as repository + chart like the others."""
+    if repository is None and chart.startswith("oci://"):
+        registry, _, name = chart.rpartition("/")
+        return registry, name
+    return repository, chart
 
 
 def kubernetes_objects(run: Any) -> list[dict[str, Any]]:

@@ -9,7 +9,11 @@ import pulumi_random as random
 
 from infra.cluster import Cluster, ClusterArgs
 from infra.config import StackConfig
+from infra.destroy_hook import cleanup_hook
+from infra.karpenter import Karpenter, KarpenterArgs
+from infra.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from infra.network import Network, NetworkArgs
+from infra.node_pools import NodePools, NodePoolsArgs
 
 
 def build_stack(cfg: StackConfig) -> dict[str, Any]:
@@ -18,8 +22,20 @@ def build_stack(cfg: StackConfig) -> dict[str, Any]:
     suffix = random.RandomString("cluster-suffix", length=8, special=False, upper=False)
     cluster_name = suffix.result.apply(lambda s: f"{cfg.cluster_name_prefix}-{s}")
 
-    network = Network("network", NetworkArgs(cluster_name=cluster_name, vpc_cidr=cfg.vpc_cidr, region=cfg.region))
+    network = Network(
+        "network",
+        NetworkArgs(
+            cluster_name=cluster_name,
+            vpc_cidr=cfg.vpc_cidr,
+            region=cfg.region,
+            # `pulumi destroy --run-program` removes Karpenter's and the LB controller's leftovers first.
+            private_subnet_hook=cleanup_hook(cfg.region),
+        ),
+    )
     cluster = Cluster("cluster", ClusterArgs(cluster_name=cluster_name, config=cfg, network=network))
+    karpenter = Karpenter("karpenter", KarpenterArgs(cluster=cluster, config=cfg))
+    NodePools("node-pools", NodePoolsArgs(cluster=cluster, karpenter=karpenter, config=cfg))
+    LoadBalancerController("lb-controller", LoadBalancerControllerArgs(cluster=cluster, network=network, config=cfg))
 
     return {
         "cluster_name": cluster.name,
@@ -32,4 +48,5 @@ def build_stack(cfg: StackConfig) -> dict[str, Any]:
         "kubeconfig": cluster.kubeconfig,
         "vpc_id": network.vpc_id,
         "private_subnet_ids": network.private_subnet_ids,
+        "karpenter_interruption_queue": karpenter.queue.name,
     }

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import PROJECT_ROOT
 
@@ -89,3 +90,14 @@ def test_missing_stack_file_is_one_clear_line(tmp_path):
     assert result.returncode == 2
     assert "Pulumi.nosuchstack.yaml: no such stack config file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_helm_folder_holds_every_release_with_repository_chart_and_version(dev_render):
+    _, out = dev_render
+    releases = {p.stem: yaml.safe_load(p.read_text()) for p in (out / "helm").glob("*.yaml")}
+    assert set(releases) == {"karpenter-crd", "karpenter", "aws-load-balancer-controller"}
+    assert releases["karpenter"]["repository"] == "oci://public.ecr.aws/karpenter"
+    assert releases["karpenter"]["chart"] == "karpenter" and releases["karpenter"]["skipCrds"] is True
+    assert releases["karpenter-crd"]["chart"] == "karpenter-crd"
+    assert releases["aws-load-balancer-controller"]["repository"] == "https://aws.github.io/eks-charts"
+    assert all(r["namespace"] == "kube-system" and r["version"] for r in releases.values())

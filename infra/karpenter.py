@@ -1,0 +1,232 @@
+"""Karpenter: node and controller IAM, the interruption queue and its EventBridge rules, and the two Helm releases.
+
+Mirrors Karpenter's own getting-started CloudFormation (v1.14): the controller's permissions are the same six
+managed policies (policies/karpenter-controller-*.json), the controller authenticates with EKS Pod Identity.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.cluster import NODE_POLICIES, SYSTEM_NODE_SELECTOR, Cluster, ec2_trust_policy, managed_policy_arn
+from infra.config import StackConfig
+from infra.policies import fill_policy, render_policy
+
+NAMESPACE = "kube-system"
+SERVICE_ACCOUNT = "karpenter"
+CHART_REPOSITORY = "oci://public.ecr.aws/karpenter"
+# Upstream splits the controller's permissions this way because one managed policy holds at most 6,144 characters.
+CONTROLLER_POLICIES = (
+    "node-lifecycle",
+    "iam-integration",
+    "eks-integration",
+    "interruption",
+    "zonal-shift",
+    "resource-discovery",
+)
+# EventBridge rules feeding the interruption queue: resource suffix -> (source, detail-type), as upstream.
+INTERRUPTION_EVENTS = {
+    "scheduled-change": ("aws.health", "AWS Health Event"),
+    "spot-interruption": ("aws.ec2", "EC2 Spot Instance Interruption Warning"),
+    "rebalance": ("aws.ec2", "EC2 Instance Rebalance Recommendation"),
+    "instance-state-change": ("aws.ec2", "EC2 Instance State-change Notification"),
+    "capacity-reservation-interruption": ("aws.ec2", "EC2 Capacity Reservation Instance Interruption Warning"),
+}
+QUEUE_RETENTION_SECONDS = 300  # interruption notices are useless after a few minutes
+# Upstream getting-started sizing; memory request = limit so the controller is never OOM-killed for overcommit.
+CONTROLLER_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+REPLICAS = 2
+
+
+def controller_policy_file(policy: str) -> str:
+    return f"karpenter-controller-{policy}.json"
+
+
+@dataclass(frozen=True)
+class KarpenterArgs:
+    cluster: Cluster
+    config: StackConfig
+
+
+class Karpenter(pulumi.ComponentResource):
+    """Everything Karpenter needs to launch, tag, interrupt and terminate nodes for this cluster."""
+
+    node_role: aws.iam.Role
+    controller_role: aws.iam.Role
+    queue: aws.sqs.Queue
+    crd_release: k8s.helm.v3.Release
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("eks-gpu-spot:index:Karpenter", name, None, opts)
+        cluster, cfg = args.cluster, args.config
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.node_role, node_access = self._node_role(name, cluster)
+        self.queue = self._interruption_queue(name, cluster)
+        self.controller_role, controller_grants = self._controller_role(name, cluster, cfg)
+        pod_identity = aws.eks.PodIdentityAssociation(
+            f"{name}-controller",
+            cluster_name=cluster.name,
+            namespace=NAMESPACE,
+            service_account=SERVICE_ACCOUNT,
+            role_arn=self.controller_role.arn,
+            opts=child,
+        )
+        # Account-wide and created once per account: only when config says this account has never used Spot.
+        spot_role = (
+            [aws.iam.ServiceLinkedRole(f"{name}-spot", aws_service_name="spot.amazonaws.com", opts=child)]
+            if cfg.create_spot_service_linked_role
+            else []
+        )
+
+        # CRDs as their own release: Helm installs a chart's crds/ only on first install, never upgrades them.
+        self.crd_release = k8s.helm.v3.Release(
+            f"{name}-crd",
+            name="karpenter-crd",
+            chart=f"{CHART_REPOSITORY}/karpenter-crd",
+            version=cfg.karpenter_version,
+            namespace=NAMESPACE,
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider),
+        )
+        self.release = k8s.helm.v3.Release(
+            name,
+            name="karpenter",
+            chart=f"{CHART_REPOSITORY}/karpenter",
+            version=cfg.karpenter_version,
+            namespace=NAMESPACE,
+            skip_crds=True,
+            values=_chart_values(cluster.name, self.queue.name, cfg.region, cfg.karpenter_version),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=cluster.k8s_provider,
+                depends_on=[
+                    self.crd_release,
+                    cluster.system_node_group,  # the only nodes the controller may run on
+                    cluster.addons["eks-pod-identity-agent"],
+                    cluster.addons["coredns"],  # the controller resolves AWS endpoints at start
+                    pod_identity,
+                    *controller_grants,
+                    node_access,  # nodes Karpenter launches could not join without it
+                    self.queue,
+                    *spot_role,
+                ],
+            ),
+        )
+
+        self.register_outputs(
+            {
+                "node_role_name": self.node_role.name,
+                "controller_role_arn": self.controller_role.arn,
+                "queue_name": self.queue.name,
+            }
+        )
+
+    def _node_role(self, name: str, cluster: Cluster) -> tuple[aws.iam.Role, aws.eks.AccessEntry]:
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(f"{name}-node", assume_role_policy=ec2_trust_policy(), opts=child)
+        for policy in NODE_POLICIES:
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{policy}",
+                role=role.name,
+                policy_arn=managed_policy_arn(cluster.partition, policy),
+                opts=child,
+            )
+        # API authentication mode: without an EC2_LINUX access entry the nodes' kubelets are not let in.
+        access = aws.eks.AccessEntry(
+            f"{name}-node", cluster_name=cluster.name, principal_arn=role.arn, type="EC2_LINUX", opts=child
+        )
+        return role, access
+
+    def _interruption_queue(self, name: str, cluster: Cluster) -> aws.sqs.Queue:
+        child = pulumi.ResourceOptions(parent=self)
+        queue = aws.sqs.Queue(
+            f"{name}-interruption",
+            name=cluster.name,
+            message_retention_seconds=QUEUE_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            opts=child,
+        )
+        queue_policy = aws.sqs.QueuePolicy(
+            f"{name}-interruption",
+            queue_url=queue.url,
+            policy=render_policy("karpenter-interruption-queue.json", queue_arn=queue.arn),
+            opts=child,
+        )
+        for event, (source, detail_type) in INTERRUPTION_EVENTS.items():
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-{event}",
+                description=pulumi.Output.concat(
+                    "Karpenter interruption events (", detail_type, ") for ", cluster.name
+                ),
+                event_pattern=json.dumps({"source": [source], "detail-type": [detail_type]}),
+                opts=child,
+            )
+            aws.cloudwatch.EventTarget(
+                f"{name}-{event}",
+                rule=rule.name,
+                target_id="KarpenterInterruptionQueueTarget",
+                arn=queue.arn,
+                # EventBridge drops events it may not send yet; the queue policy lets it send.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[queue_policy]),
+            )
+        return queue
+
+    def _controller_role(
+        self, name: str, cluster: Cluster, cfg: StackConfig
+    ) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-controller",
+            assume_role_policy=json.dumps(fill_policy("karpenter-controller-trust.json", {})),
+            opts=child,
+        )
+        placeholders = {
+            "partition": cluster.partition,
+            "region": cfg.region,
+            "account_id": cluster.account_id,
+            "cluster_name": cluster.name,
+            "node_role_arn": self.node_role.arn,
+            "queue_arn": self.queue.arn,
+        }
+        attachments = []
+        for policy in CONTROLLER_POLICIES:
+            managed = aws.iam.Policy(
+                f"{name}-controller-{policy}",
+                description=pulumi.Output.concat("Karpenter controller (", policy, ") for ", cluster.name),
+                policy=render_policy(controller_policy_file(policy), **placeholders),
+                opts=child,
+            )
+            attachments.append(
+                aws.iam.RolePolicyAttachment(
+                    f"{name}-controller-{policy}", role=role.name, policy_arn=managed.arn, opts=child
+                )
+            )
+        return role, attachments
+
+
+def _chart_values(
+    cluster_name: pulumi.Input[str], queue_name: pulumi.Input[str], region: str, version: str
+) -> dict[str, pulumi.Input]:
+    return {
+        "settings": {"clusterName": cluster_name, "interruptionQueue": queue_name},
+        # Pod Identity binds the role to this exact name; the chart would otherwise derive it from the release.
+        "serviceAccount": {"name": SERVICE_ACCOUNT},
+        # Two replicas on system nodes only: Karpenter must never run on nodes it manages. The chart's default
+        # required anti-affinity (hostname) and zone spread keep the replicas on separate nodes.
+        "replicas": REPLICAS,
+        "nodeSelector": {"kubernetes.io/os": "linux", **SYSTEM_NODE_SELECTOR},
+        "controller": {
+            # The 1.14.1 chart's values still pin the 1.13.0 image (tag + digest); run the controller of the same
+            # version as the CRDs. The digest is cleared because it names the 1.13.0 image.
+            "image": {"tag": version, "digest": ""},
+            "resources": CONTROLLER_RESOURCES,
+            # System nodes allow one IMDS hop, so the pod cannot read its region from IMDS.
+            "env": [{"name": "AWS_REGION", "value": region}],
+        },
+    }

@@ -1,0 +1,310 @@
+"""Node pools: Karpenter EC2NodeClasses (Bottlerocket, SOCI parallel pulls, RAID0) and NodePools (general, GPU).
+
+The specs are built by pure functions (`nodeclass_spec`, `nodepool_spec`) that the component and the tests share.
+Bottlerocket settings live in `nodeclasses/<class>.toml`; the program only overlays the SOCI stack config on them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import tomli_w
+from pulumi_kubernetes.apiextensions import CustomResource
+
+from infra.config import PROJECT, StackConfig
+from infra.network import DISCOVERY_TAG
+
+if TYPE_CHECKING:
+    from infra.cluster import Cluster
+    from infra.karpenter import Karpenter
+
+NODECLASS_DIR = Path(__file__).resolve().parent.parent / "nodeclasses"
+NODECLASS_API_VERSION = "karpenter.k8s.aws/v1"
+NODEPOOL_API_VERSION = "karpenter.sh/v1"
+
+DEFAULT_CLASS = "default"
+GPU_CLASS = "gpu"
+NODE_CLASSES = (DEFAULT_CLASS, GPU_CLASS)
+DEFAULT_POOL = "default"
+GPU_POOL = "gpu-spot"
+# Pool -> the EC2NodeClass it launches with.
+NODE_POOLS = {DEFAULT_POOL: DEFAULT_CLASS, GPU_POOL: GPU_CLASS}
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
+SOCI_PARALLEL_PULL = ("container-runtime-plugins", "soci-snapshotter", "parallel-pull-unpack")
+
+# Bottlerocket's own layout: /dev/xvda holds the OS image, /dev/xvdb the data volume (images, kubelet, logs).
+# Karpenter's Bottlerocket defaults are 4Gi + 20Gi; listing blockDeviceMappings replaces both, so both are here.
+OS_DEVICE = "/dev/xvda"
+DATA_DEVICE = "/dev/xvdb"
+OS_VOLUME_GIB = 4
+# General nodes: a few GB of images each; 250 MiB/s keeps 10 parallel 16 MB downloads + unpacks off the gp3
+# 125 MiB/s baseline for a few dollars a month.
+DEFAULT_DATA_VOLUME_GIB = 80
+DEFAULT_DATA_IOPS = 3000
+DEFAULT_DATA_THROUGHPUT = 250
+# GPU nodes write a 14 GB image (compressed, then unpacked) within ~35 s: ~800 MB/s of writes. gp3's maximum
+# (1000 MiB/s, 16000 IOPS per the CRD) keeps the disk from being the bottleneck; it costs under $0.15/h,
+# noise next to the instance.
+GPU_DATA_THROUGHPUT = 1000
+GPU_DATA_IOPS = 16000
+# With an image-cache snapshot, blocks would otherwise load lazily from S3 on first read; the CRD allows
+# 100-300 MiB/s and the fastest rate initialises 200 GiB in about 11 minutes.
+SNAPSHOT_INITIALIZATION_RATE = 300
+
+# General pool: 4-32 vCPU (Gt/Lt are exclusive), so bin-packing has room and one node is not a big blast radius.
+DEFAULT_MIN_VCPU = 4
+DEFAULT_MAX_VCPU = 32
+DEFAULT_INSTANCE_CATEGORIES = ("c", "m", "r")
+# Short enough to return idle capacity quickly, long enough not to churn nodes on bursty scale-down/up.
+DEFAULT_CONSOLIDATE_AFTER = "5m"
+DEFAULT_EXPIRE_AFTER = "720h"  # Karpenter's default: general nodes roll monthly to pick up patched AMIs.
+
+
+@dataclass(frozen=True)
+class SociTuning:
+    """SOCI parallel-pull settings of one node class, from the stack config."""
+
+    downloads_per_image: int
+    chunk_size: str
+    unpacks_per_image: int
+    discard_unpacked_layers: bool
+
+    @classmethod
+    def from_config(cls, cfg: StackConfig, node_class: str) -> SociTuning:
+        if node_class == GPU_CLASS:
+            return cls(
+                cfg.soci_gpu_downloads_per_image,
+                cfg.soci_gpu_chunk_size,
+                cfg.soci_gpu_unpacks_per_image,
+                cfg.soci_gpu_discard_unpacked_layers,
+            )
+        return cls(
+            cfg.soci_default_downloads_per_image,
+            cfg.soci_default_chunk_size,
+            cfg.soci_default_unpacks_per_image,
+            cfg.soci_default_discard_unpacked_layers,
+        )
+
+    def as_settings(self) -> dict[str, Any]:
+        """The Bottlerocket keys under settings.container-runtime-plugins.soci-snapshotter.parallel-pull-unpack."""
+        return {
+            "max-concurrent-downloads-per-image": self.downloads_per_image,
+            "concurrent-download-chunk-size": self.chunk_size,
+            "max-concurrent-unpacks-per-image": self.unpacks_per_image,
+            "discard-unpacked-layers": self.discard_unpacked_layers,
+        }
+
+
+def nodeclass_settings_file(node_class: str) -> Path:
+    return NODECLASS_DIR / f"{node_class}.toml"
+
+
+def bottlerocket_settings(node_class: str, tuning: SociTuning) -> dict[str, Any]:
+    """The node class's TOML file with the SOCI tuning from config laid over it."""
+    document = tomllib.loads(nodeclass_settings_file(node_class).read_text(encoding="utf-8"))
+    table = document["settings"]
+    for key in SOCI_PARALLEL_PULL:
+        table = table.setdefault(key, {})
+    table.update(tuning.as_settings())
+    return document
+
+
+def bottlerocket_user_data(node_class: str, tuning: SociTuning) -> str:
+    return tomli_w.dumps(bottlerocket_settings(node_class, tuning))
+
+
+def _ebs(volume_size: str, iops: int, throughput: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "volumeSize": volume_size,
+        "volumeType": "gp3",
+        "iops": iops,
+        "throughput": throughput,
+        "encrypted": True,
+        "deleteOnTermination": True,
+        **extra,
+    }
+
+
+def block_device_mappings(node_class: str, cfg: StackConfig) -> list[dict[str, Any]]:
+    os_volume = {"deviceName": OS_DEVICE, "ebs": _ebs(f"{OS_VOLUME_GIB}Gi", iops=3000, throughput=125)}
+    if node_class == GPU_CLASS:
+        cache = (
+            {"snapshotID": cfg.gpu_image_cache_snapshot_id, "volumeInitializationRate": SNAPSHOT_INITIALIZATION_RATE}
+            if cfg.gpu_image_cache_snapshot_id
+            else {}
+        )
+        data = _ebs(f"{cfg.gpu_data_volume_size}Gi", GPU_DATA_IOPS, GPU_DATA_THROUGHPUT, **cache)
+    else:
+        data = _ebs(f"{DEFAULT_DATA_VOLUME_GIB}Gi", DEFAULT_DATA_IOPS, DEFAULT_DATA_THROUGHPUT)
+    return [os_volume, {"deviceName": DATA_DEVICE, "ebs": data}]
+
+
+def stack_tags(cluster_name: str, stack: str, node_class: str) -> dict[str, str]:
+    """EC2 tags of every instance, volume and launch template of a class (not Karpenter's reserved keys)."""
+    return {
+        f"{PROJECT}/stack": stack,
+        f"{PROJECT}/cluster": cluster_name,
+        f"{PROJECT}/node-class": node_class,
+    }
+
+
+def nodeclass_spec(node_class: str, cfg: StackConfig, *, cluster_name: str, role_name: str, stack: str) -> dict:
+    """The spec of the EC2NodeClass `node_class` ("default" or "gpu")."""
+    discovery = [{"tags": {DISCOVERY_TAG: cluster_name}}]
+    return {
+        "role": role_name,
+        # The pinned alias must be the only term: `@latest` would drift every node on each Bottlerocket release.
+        "amiSelectorTerms": [{"alias": cfg.karpenter_node_alias}],
+        "subnetSelectorTerms": discovery,
+        "securityGroupSelectorTerms": discovery,
+        # Hop limit 1: pods cannot reach IMDS and borrow the node role; they use Pod Identity.
+        "metadataOptions": {
+            "httpEndpoint": "enabled",
+            "httpProtocolIPv6": "disabled",
+            "httpTokens": "required",
+            "httpPutResponseHopLimit": 1,
+        },
+        "blockDeviceMappings": block_device_mappings(node_class, cfg),
+        # Karpenter writes the ephemeral-storage bootstrap for this itself (see README); no bootstrap commands.
+        "instanceStorePolicy": "RAID0",
+        "userData": bottlerocket_user_data(node_class, SociTuning.from_config(cfg, node_class)),
+        "tags": stack_tags(cluster_name, stack, node_class),
+    }
+
+
+def _requirement(key: str, operator: str, *values: str) -> dict[str, Any]:
+    return {"key": key, "operator": operator, "values": list(values)}
+
+
+def _node_class_ref(node_class: str) -> dict[str, str]:
+    return {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class}
+
+
+def default_pool_spec(cfg: StackConfig) -> dict:
+    return {
+        "template": {
+            "spec": {
+                "nodeClassRef": _node_class_ref(DEFAULT_CLASS),
+                "requirements": [
+                    _requirement("karpenter.k8s.aws/instance-category", "In", *DEFAULT_INSTANCE_CATEGORIES),
+                    _requirement("karpenter.k8s.aws/instance-cpu", "Gt", str(DEFAULT_MIN_VCPU - 1)),
+                    _requirement("karpenter.k8s.aws/instance-cpu", "Lt", str(DEFAULT_MAX_VCPU + 1)),
+                    _requirement("kubernetes.io/arch", "In", "amd64"),
+                    _requirement("kubernetes.io/os", "In", "linux"),
+                    _requirement("karpenter.sh/capacity-type", "In", "spot", "on-demand"),
+                ],
+                "expireAfter": DEFAULT_EXPIRE_AFTER,
+            }
+        },
+        "limits": {"cpu": cfg.default_pool_cpu_limit, "memory": f"{cfg.default_pool_memory_limit}Gi"},
+        "disruption": {
+            "consolidationPolicy": "WhenEmptyOrUnderutilized",
+            "consolidateAfter": DEFAULT_CONSOLIDATE_AFTER,
+            "budgets": [{"nodes": "10%"}],
+        },
+    }
+
+
+def gpu_pool_spec(cfg: StackConfig) -> dict:
+    return {
+        "template": {
+            "spec": {
+                "nodeClassRef": _node_class_ref(GPU_CLASS),
+                "requirements": [
+                    _requirement("node.kubernetes.io/instance-type", "In", *cfg.gpu_instance_types),
+                    _requirement("karpenter.sh/capacity-type", "In", *cfg.gpu_capacity_types),
+                    _requirement("kubernetes.io/arch", "In", "amd64"),
+                    _requirement("kubernetes.io/os", "In", "linux"),
+                ],
+                "taints": [dict(GPU_TAINT)],
+                # A GPU job may run for days; expiry would force-drain it. Nodes still roll: they are removed
+                # once empty, and replacements get the current AMI.
+                "expireAfter": "Never",
+            }
+        },
+        "limits": {GPU_RESOURCE: cfg.gpu_limit},
+        "disruption": {
+            # Only empty nodes are removed, and only after the configured idle time (longer than a cold pull).
+            "consolidationPolicy": "WhenEmpty",
+            "consolidateAfter": cfg.gpu_consolidate_after,
+            "budgets": [
+                # Busy nodes are never voluntarily disrupted, even if the policy or the AMI changes.
+                {"nodes": "0", "reasons": ["Underutilized", "Drifted"]},
+                # An idle GPU node is pure cost: remove every one that has been empty for consolidateAfter.
+                {"nodes": "100%", "reasons": ["Empty"]},
+            ],
+        },
+    }
+
+
+def nodepool_spec(pool: str, cfg: StackConfig) -> dict:
+    """The spec of the NodePool `pool` ("default" or "gpu-spot")."""
+    builders = {DEFAULT_POOL: default_pool_spec, GPU_POOL: gpu_pool_spec}
+    return builders[pool](cfg)
+
+
+def manifest(api_version: str, kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A whole object, as the API server would receive it (what the conformance tests validate)."""
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": dict(spec)}
+
+
+@dataclass(frozen=True)
+class NodePoolsArgs:
+    cluster: Cluster
+    karpenter: Karpenter
+    config: StackConfig
+
+
+class NodePools(pulumi.ComponentResource):
+    """The EC2NodeClasses and NodePools Karpenter provisions from."""
+
+    node_classes: dict[str, CustomResource]
+    node_pools: dict[str, CustomResource]
+
+    def __init__(self, name: str, args: NodePoolsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("eks-gpu-spot:index:NodePools", name, None, opts)
+        cfg, karpenter = args.config, args.karpenter
+        stack = pulumi.get_stack()
+        # On destroy, dependents go first: pools and classes are deleted while the controller can still
+        # drain nodes and remove its finalizers.
+        controller = [karpenter.crd_release, karpenter.release]
+
+        self.node_classes = {}
+        for node_class in NODE_CLASSES:
+            spec = pulumi.Output.all(args.cluster.name, karpenter.node_role.name).apply(
+                lambda names, node_class=node_class: nodeclass_spec(
+                    node_class, cfg, cluster_name=names[0], role_name=names[1], stack=stack
+                )
+            )
+            self.node_classes[node_class] = CustomResource(
+                f"{name}-{node_class}-class",
+                api_version=NODECLASS_API_VERSION,
+                kind="EC2NodeClass",
+                metadata={"name": node_class},
+                spec=spec,
+                opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.k8s_provider, depends_on=controller),
+            )
+
+        self.node_pools = {}
+        for pool, node_class in NODE_POOLS.items():
+            self.node_pools[pool] = CustomResource(
+                f"{name}-{pool}-pool",
+                api_version=NODEPOOL_API_VERSION,
+                kind="NodePool",
+                metadata={"name": pool},
+                spec=nodepool_spec(pool, cfg),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    provider=args.cluster.k8s_provider,
+                    depends_on=[*controller, self.node_classes[node_class]],
+                ),
+            )
+
+        self.register_outputs({"node_classes": list(NODE_CLASSES), "node_pools": list(NODE_POOLS)})
