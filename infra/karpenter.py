@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 
 from infra.cluster import NODE_POLICIES, SYSTEM_NODE_SELECTOR, Cluster, ec2_trust_policy, managed_policy_arn
 from infra.config import StackConfig
-from infra.policies import fill_policy, render_policy
+from infra.policies import pod_identity_trust_policy, render_policy
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
@@ -183,7 +183,7 @@ class Karpenter(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
             f"{name}-controller",
-            assume_role_policy=json.dumps(fill_policy("karpenter-controller-trust.json", {})),
+            assume_role_policy=pod_identity_trust_policy(),
             opts=child,
         )
         placeholders = {

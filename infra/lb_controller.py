@@ -6,7 +6,6 @@ class `alb` into ALBs, in the subnets tagged `kubernetes.io/role/elb` (public) o
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pulumi
@@ -16,7 +15,7 @@ import pulumi_kubernetes as k8s
 from infra.cluster import SYSTEM_NODE_SELECTOR, Cluster
 from infra.config import StackConfig
 from infra.network import Network
-from infra.policies import render_policy
+from infra.policies import pod_identity_trust_policy, render_policy
 
 CHART = "aws-load-balancer-controller"
 CHART_REPOSITORY = "https://aws.github.io/eks-charts"
@@ -28,21 +27,6 @@ SERVICE_ACCOUNT = "aws-load-balancer-controller"
 # (a Literal of the versions whose policy is in policies/: that Literal ties chart and policy versions together).
 POLICY_FILE = "aws-load-balancer-controller.json"
 REPLICAS = 2
-
-
-def pod_identity_trust_policy() -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "pods.eks.amazonaws.com"},
-                    "Action": ["sts:AssumeRole", "sts:TagSession"],
-                }
-            ],
-        }
-    )
 
 
 @dataclass(frozen=True)

@@ -23,3 +23,8 @@ def fill_policy(filename: str, values: dict[str, str]) -> dict:
 def render_policy(filename: str, **values: pulumi.Input[str]) -> pulumi.Output[str]:
     """The filled document as compact JSON, once every value is known."""
     return pulumi.Output.all(**values).apply(lambda v: json.dumps(fill_policy(filename, v), separators=(",", ":")))
+
+
+def pod_identity_trust_policy() -> str:
+    """Trust policy of every controller role: EKS Pod Identity assumes it and tags the session."""
+    return json.dumps(fill_policy("pod-identity-trust.json", {}))
