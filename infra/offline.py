@@ -7,6 +7,7 @@ Shared by the tests and by `python -m infra.render`. Nothing is contacted: invok
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import runpy
@@ -108,7 +109,7 @@ class OfflineRun:
         stack = [dependent.urn]
         while stack:
             urn = stack.pop()
-            for dep in self._edges().get(urn, ()):
+            for dep in self._edges.get(urn, ()):
                 if dep == dependency.urn:
                     return True
                 if dep not in seen:
@@ -116,6 +117,7 @@ class OfflineRun:
                     stack.append(dep)
         return False
 
+    @functools.cached_property
     def _edges(self) -> dict[str, tuple[str, ...]]:
         return {r.urn: r.dependencies for r in self.registrations}
 
