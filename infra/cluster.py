@@ -131,33 +131,23 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.addons = {
-            addon: self._addon(name, addon, cfg.kubernetes_version, depends_on=[]) for addon in ADDONS_BEFORE_NODES
-        }
+        self.addons = {addon: self._addon(name, addon, cfg, depends_on=[]) for addon in ADDONS_BEFORE_NODES}
         self.system_node_group = self._system_node_group(name, cfg, network, partition)
-        self.addons["coredns"] = self._addon(
-            name, "coredns", cfg.kubernetes_version, depends_on=[self.system_node_group]
-        )
+        self.addons["coredns"] = self._addon(name, "coredns", cfg, depends_on=[self.system_node_group])
         self.k8s_provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
 
         self.register_outputs(
             {"name": self.name, "endpoint": self.endpoint, "version": self.version, "kubeconfig": self.kubeconfig}
         )
 
-    def _addon(
-        self, name: str, addon: str, kubernetes_version: str, depends_on: list[pulumi.Resource]
-    ) -> aws.eks.Addon:
-        version = aws.eks.get_addon_version_output(
-            addon_name=addon,
-            kubernetes_version=kubernetes_version,
-            most_recent=True,
-            opts=pulumi.InvokeOptions(parent=self),
-        ).version
+    def _addon(self, name: str, addon: str, cfg: StackConfig, depends_on: list[pulumi.Resource]) -> aws.eks.Addon:
+        # Pinned (infra/data/eks_addons.json or addonVersions): resolving "most recent" on every run would upgrade
+        # add-ons of a live cluster, with OVERWRITE, on an unrelated `pulumi up`.
         return aws.eks.Addon(
             f"{name}-{addon}",
             cluster_name=self.name,
             addon_name=addon,
-            addon_version=version,
+            addon_version=cfg.addon_version(addon),
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),

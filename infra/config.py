@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 PROJECT = "eks-gpu-spot"
 REGION_KEY = "aws:region"
@@ -25,6 +26,12 @@ _CATALOG = json.loads((Path(__file__).parent / "data" / "aws_catalog.json").read
 SUPPORTED_KUBERNETES_VERSIONS: tuple[str, ...] = tuple(_CATALOG["supported_kubernetes_versions"])
 GPU_FAMILIES: frozenset[str] = frozenset(_CATALOG["nvidia_gpu_x86_64_families"])
 LOG_RETENTION_DAYS: tuple[int, ...] = tuple(_CATALOG["cloudwatch_log_retention_days"])
+# Pinned EKS add-on versions per Kubernetes version; the addonVersions key overrides single add-ons.
+ADDON_VERSIONS: dict[str, dict[str, str]] = json.loads(
+    (Path(__file__).parent / "data" / "eks_addons.json").read_text()
+)["versions"]
+ADDONS: tuple[str, ...] = tuple(sorted({addon for versions in ADDON_VERSIONS.values() for addon in versions}))
+_ADDON_VERSION = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+-eksbuild\.[0-9]+$")
 
 # Cluster name = prefix + "-" + 8 random characters. 38 keeps every derived name (IAM roles, EventBridge rules:
 # 64 characters) valid; the character set is EKS's own.
@@ -45,6 +52,7 @@ _PRIVATE_RANGES = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 )
 _INT = re.compile(r"^[+-]?[0-9]+$")
+_ZONE_ID = re.compile(r"^[a-z]{3,}[0-9]+-az[0-9]+$")
 MAX_LIST_ITEMS = 50
 
 
@@ -90,6 +98,19 @@ def _as_list(value: Any) -> Any:
     return [part.strip() for part in text.split(",")] if text else []
 
 
+def _as_map(value: Any) -> Any:
+    """Accept a mapping: structured YAML (arrives as a JSON object string) or a JSON object string."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value) if value.strip() else {}
+    except (ValueError, RecursionError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ValueError('must be a mapping: structured YAML, or a JSON object like {"name": "value"}')
+    return parsed
+
+
 def _as_int(value: Any) -> Any:
     if isinstance(value, bool) or (isinstance(value, str) and not _INT.match(value.strip())):
         raise ValueError("must be a whole number")
@@ -107,8 +128,15 @@ def _as_bool(value: Any) -> Any:
 
 
 Strings = Annotated[tuple[str, ...], BeforeValidator(_as_list)]
+StringMap = Annotated[dict[str, str], BeforeValidator(_as_map)]
 Int = Annotated[int, BeforeValidator(_as_int)]
 Bool = Annotated[bool, BeforeValidator(_as_bool)]
+
+
+def item_error(at: int | str, item: Any, reason: str) -> PydanticCustomError:
+    """An error about one item of a list (`key[index]`) or one entry of a map (`key.name`), with its value."""
+    where = f"[{at}]" if isinstance(at, int) else f".{at}"
+    return PydanticCustomError("item", "{reason}", {"where": where, "item": item, "reason": reason})
 
 
 def _key(default: Any, description: str, **constraints: Any) -> Any:
@@ -131,6 +159,9 @@ class StackConfig(BaseModel):
     )
     kubernetes_version: str = _key("1.33", "EKS Kubernetes version.")
     vpc_cidr: str = _key("10.0.0.0/16", "VPC CIDR, a private /16 (split into private, public and intra subnets).")
+    availability_zones: Strings = _key(
+        (), "Zone IDs (like use1-az1) to pin the VPC to; empty for every zone of the region that needs no opt-in."
+    )
     gpu_instance_types: Strings = _key(("p5.48xlarge",), "NVIDIA GPU instance types for the GPU Spot node pool.")
     gpu_capacity_types: Strings = _key(("spot",), "Capacity types for the GPU node pool: spot and/or on-demand.")
     system_node_instance_types: Strings = _key(("m5.large",), "Instance types of the system managed node group.")
@@ -140,6 +171,9 @@ class StackConfig(BaseModel):
     endpoint_public_access: Bool = _key(True, "Expose the Kubernetes API endpoint publicly.")
     public_access_cidrs: Strings = _key(("0.0.0.0/0",), "CIDRs allowed to reach the public API endpoint.")
     control_plane_log_retention_days: Int = _key(30, "Retention in days of the control-plane log group.")
+    addon_versions: StringMap = _key(
+        {}, "EKS add-on versions overriding the pins of infra/data/eks_addons.json (add-on name -> version)."
+    )
 
     # Karpenter.
     karpenter_version: str = _key("1.14.1", "Karpenter chart version (karpenter and karpenter-crd charts).")
@@ -148,7 +182,7 @@ class StackConfig(BaseModel):
     )
 
     # Node classes and pools.
-    bottlerocket_version: str = _key("1.57.0", "Pinned Bottlerocket version of Karpenter nodes (AMI alias).")
+    bottlerocket_version: str = _key("1.64.0", "Pinned Bottlerocket version of Karpenter nodes (AMI alias).")
     gpu_limit: Int = _key(16, "Most nvidia.com/gpu the GPU node pool may provision in total.")
     gpu_consolidate_after: str = _key(
         "15m", "How long a GPU node must stay empty before Karpenter removes it (Go duration)."
@@ -210,41 +244,56 @@ class StackConfig(BaseModel):
             raise ValueError("must be a private range: 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10")
         return str(network)
 
+    @field_validator("availability_zones")
+    @classmethod
+    def _zones(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _check_list(v, allow_empty=True)
+        for i, item in enumerate(v):
+            if not _ZONE_ID.match(item):
+                raise item_error(
+                    i, item, "is not a zone ID (like use1-az1; zone names like us-east-1a differ per account)"
+                )
+        if len(v) == 1:
+            raise ValueError("pins one zone; EKS needs at least two")
+        return v
+
     @field_validator("gpu_instance_types", "system_node_instance_types")
     @classmethod
     def _instance_types(cls, v: tuple[str, ...], info: Any) -> tuple[str, ...]:
         _check_list(v)
-        for item in v:
+        for i, item in enumerate(v):
             match = _INSTANCE_TYPE.match(item)
             if not match:
-                raise ValueError(f"{item!r} is not an EC2 instance type (like p5.48xlarge)")
+                raise item_error(i, item, "is not an EC2 instance type (like p5.48xlarge)")
             family = match["family"]
             if info.field_name == "gpu_instance_types" and family not in GPU_FAMILIES:
-                raise ValueError(
-                    f"{item!r} is not an NVIDIA GPU instance type; allowed families: {', '.join(sorted(GPU_FAMILIES))}"
-                )
+                allowed = ", ".join(sorted(GPU_FAMILIES))
+                raise item_error(i, item, f"is not an NVIDIA GPU instance type; allowed families: {allowed}")
             if info.field_name == "system_node_instance_types":
                 if family in GPU_FAMILIES:
-                    raise ValueError(f"{item!r} is a GPU type; system nodes need none (GPU work goes to Karpenter)")
+                    raise item_error(i, item, "is a GPU type; system nodes need none (GPU work goes to Karpenter)")
                 if _GRAVITON_FAMILY.match(family):
-                    raise ValueError(f"{item!r} is arm64 (Graviton); the system node group runs x86_64 Bottlerocket")
+                    raise item_error(i, item, "is arm64 (Graviton); the system node group runs x86_64 Bottlerocket")
         return v
 
     @field_validator("gpu_capacity_types")
     @classmethod
     def _capacity(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         _check_list(v)
-        for item in v:
+        for i, item in enumerate(v):
             if item not in ("spot", "on-demand"):
-                raise ValueError(f"{item!r} is not a capacity type; allowed: spot, on-demand")
+                raise item_error(i, item, "is not a capacity type; allowed: spot, on-demand")
         return v
 
     @field_validator("public_access_cidrs")
     @classmethod
     def _public_cidrs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         _check_list(v, allow_empty=True)
-        for item in v:
-            _network(item)
+        for i, item in enumerate(v):
+            try:
+                _network(item)
+            except ValueError as error:
+                raise item_error(i, item, str(error)) from None
         return v
 
     @field_validator("system_node_min_size", "system_node_max_size", "system_node_desired_size")
@@ -263,6 +312,16 @@ class StackConfig(BaseModel):
             raise ValueError(f"is not a CloudWatch retention; allowed: {', '.join(map(str, LOG_RETENTION_DAYS))}")
         return v
 
+    @field_validator("addon_versions")
+    @classmethod
+    def _addons(cls, v: dict[str, str]) -> dict[str, str]:
+        for addon, version in v.items():
+            if addon not in ADDONS:
+                raise item_error(addon, version, f"is not an add-on this stack installs; allowed: {', '.join(ADDONS)}")
+            if not isinstance(version, str) or not _ADDON_VERSION.match(version):
+                raise item_error(addon, version, "is not an EKS add-on version like v1.12.4-eksbuild.1")
+        return v
+
     @field_validator("karpenter_version")
     @classmethod
     def _karpenter(cls, v: str) -> str:
@@ -275,7 +334,7 @@ class StackConfig(BaseModel):
     @classmethod
     def _bottlerocket(cls, v: str) -> str:
         if _semver(v.removeprefix("v")) < (1, 46, 0):
-            raise ValueError("must be a pinned release >= 1.46.0 (SOCI parallel pull + RAID0 binding), like 1.57.0")
+            raise ValueError("must be a pinned release >= 1.46.0 (SOCI parallel pull + RAID0 binding), like 1.64.0")
         return v.removeprefix("v")
 
     @field_validator("gpu_consolidate_after")
@@ -331,17 +390,21 @@ class StackConfig(BaseModel):
     def karpenter_node_alias(self) -> str:
         return f"bottlerocket@v{self.bottlerocket_version}"
 
+    def addon_version(self, addon: str) -> str:
+        """The configured version of an EKS add-on, else its pin for this Kubernetes version."""
+        return self.addon_versions.get(addon) or ADDON_VERSIONS[self.kubernetes_version][addon]
+
 
 def _check_list(items: tuple[str, ...], allow_empty: bool = False) -> None:
     if not items and not allow_empty:
         raise ValueError("must not be empty")
     if len(items) > MAX_LIST_ITEMS:
         raise ValueError(f"has {len(items)} items; at most {MAX_LIST_ITEMS}")
-    if "" in items:
-        raise ValueError("has an empty item")
-    duplicates = sorted({i for i in items if items.count(i) > 1})
-    if duplicates:
-        raise ValueError(f"lists {', '.join(map(repr, duplicates))} more than once")
+    for i, item in enumerate(items):
+        if item == "":
+            raise item_error(i, item, "is empty")
+        if item in items[:i]:
+            raise item_error(i, item, f"is listed already, at index {items.index(item)}")
 
 
 def _network(text: str) -> ipaddress.IPv4Network:
@@ -431,11 +494,14 @@ def _from_pydantic(error: ValidationError, values: Mapping[str, Any]) -> list[Co
     seen = set()
     for detail in error.errors():
         key = str(detail["loc"][0]) if detail["loc"] else "config"
+        value = values.get(key, detail.get("input"))
+        if detail["type"] == "item":
+            key, value = f"{key}{detail['ctx']['where']}", detail["ctx"]["item"]
         if key in seen:  # one line per key: the first thing wrong with it
             continue
         seen.add(key)
         reason = detail["msg"].removeprefix("Value error, ")
-        problems.append(ConfigProblem(key, values.get(key, detail.get("input")), reason))
+        problems.append(ConfigProblem(key, value, reason))
     return problems
 
 

@@ -26,9 +26,12 @@ CONTROLLER_POLICIES = (
     "iam-integration",
     "eks-integration",
     "interruption",
-    "zonal-shift",
     "resource-discovery",
 )
+# Upstream's sixth policy (arc-zonal-shift:GetManagedResource) serves `settings.enableZonalShift`, which is off:
+# Karpenter panics at start with it unless the EKS cluster is enabled for zonal shift (karpenter-provider-aws
+# pkg/operator/operator.go), and pulumi-eks 4.x's Cluster has no zonal-shift input. Least privilege: not granted.
+UNUSED_UPSTREAM_POLICIES = ("zonal-shift",)
 # EventBridge rules feeding the interruption queue: resource suffix -> (source, detail-type), as upstream.
 INTERRUPTION_EVENTS = {
     "scheduled-change": ("aws.health", "AWS Health Event"),
@@ -51,6 +54,8 @@ def controller_policy_file(policy: str) -> str:
 class KarpenterArgs:
     cluster: Cluster
     config: StackConfig
+    teardown: pulumi.Resource
+    """Carries the teardown cleanup hook; both releases depend on it, so they are deleted before it runs."""
 
 
 class Karpenter(pulumi.ComponentResource):
@@ -92,7 +97,7 @@ class Karpenter(pulumi.ComponentResource):
             chart=f"{CHART_REPOSITORY}/karpenter-crd",
             version=cfg.karpenter_version,
             namespace=NAMESPACE,
-            opts=pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider, depends_on=[args.teardown]),
         )
         self.release = k8s.helm.v3.Release(
             name,
@@ -101,11 +106,12 @@ class Karpenter(pulumi.ComponentResource):
             version=cfg.karpenter_version,
             namespace=NAMESPACE,
             skip_crds=True,
-            values=_chart_values(cluster.name, self.queue.name, cfg.region, cfg.karpenter_version),
+            values=_chart_values(cluster.name, self.queue.name, cfg.region),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=cluster.k8s_provider,
                 depends_on=[
+                    args.teardown,
                     self.crd_release,
                     cluster.system_node_group,  # the only nodes the controller may run on
                     cluster.addons["eks-pod-identity-agent"],
@@ -211,20 +217,22 @@ class Karpenter(pulumi.ComponentResource):
 
 
 def _chart_values(
-    cluster_name: pulumi.Input[str], queue_name: pulumi.Input[str], region: str, version: str
+    cluster_name: pulumi.Input[str], queue_name: pulumi.Input[str], region: str
 ) -> dict[str, pulumi.Input]:
     return {
-        "settings": {"clusterName": cluster_name, "interruptionQueue": queue_name},
+        "settings": {
+            "clusterName": cluster_name,
+            "interruptionQueue": queue_name,
+        },
         # Pod Identity binds the role to this exact name; the chart would otherwise derive it from the release.
         "serviceAccount": {"name": SERVICE_ACCOUNT},
         # Two replicas on system nodes only: Karpenter must never run on nodes it manages. The chart's default
         # required anti-affinity (hostname) and zone spread keep the replicas on separate nodes.
         "replicas": REPLICAS,
         "nodeSelector": {"kubernetes.io/os": "linux", **SYSTEM_NODE_SELECTOR},
+        # No controller.image: the published chart pins its own release's image by tag and digest (the release
+        # pipeline writes both into values.yaml); an override could only drop the digest pin.
         "controller": {
-            # The 1.14.1 chart's values still pin the 1.13.0 image (tag + digest); run the controller of the same
-            # version as the CRDs. The digest is cleared because it names the 1.13.0 image.
-            "image": {"tag": version, "digest": ""},
             "resources": CONTROLLER_RESOURCES,
             # System nodes allow one IMDS hop, so the pod cannot read its region from IMDS.
             "env": [{"name": "AWS_REGION", "value": region}],

@@ -34,6 +34,8 @@ class LoadBalancerControllerArgs:
     cluster: Cluster
     network: Network
     config: StackConfig
+    teardown: pulumi.Resource
+    """Carries the teardown cleanup hook; the release depends on it, so it is deleted before the cleanup runs."""
 
 
 class LoadBalancerController(pulumi.ComponentResource):
@@ -92,8 +94,10 @@ class LoadBalancerController(pulumi.ComponentResource):
                 # Credentials must be in place before the first pod starts: Pod Identity injects them only at
                 # pod creation, through the agent add-on.
                 depends_on=[
+                    args.teardown,
                     cluster.system_node_group,
                     cluster.addons["eks-pod-identity-agent"],
+                    cluster.addons["coredns"],  # the controller resolves AWS endpoints at start
                     association,
                     attachment,
                 ],

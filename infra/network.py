@@ -1,4 +1,8 @@
-"""Network: a VPC across every available AZ (at most 8) with private, public and intra subnets.
+"""Network: a VPC across the planned zones (infra/zones.py) with private, public and intra subnets.
+
+Subnets are created by zone ID, in the CIDR slot of that ID, so the plan names physical zones and never moves.
+Intra subnets (control-plane ENIs) leave out the zones EKS refuses. Nothing here carries a resource hook: a
+subnet replaced during `pulumi up` must never trigger the teardown cleanup.
 
 One NAT gateway (the original's cost choice: a NAT per AZ costs ~$32/month each) and an S3 gateway endpoint so
 multi-GB image layers from ECR (served from S3) bypass the NAT's data charges and bandwidth limit.
@@ -12,13 +16,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-MAX_AZS = 8
+from infra.zones import MAX_ZONES, Zone, ZonePlan
+
+MAX_AZS = MAX_ZONES
 DISCOVERY_TAG = "karpenter.sh/discovery"
 
 
 @dataclass(frozen=True)
 class SubnetPlan:
-    """CIDRs per subnet tier, one per AZ, in AZ order."""
+    """CIDRs per subnet tier, one per slot (a zone's slot is the number of its zone ID, from 0)."""
 
     private: tuple[str, ...]
     public: tuple[str, ...]
@@ -26,7 +32,8 @@ class SubnetPlan:
 
 
 def plan_subnets(vpc_cidr: str, az_count: int) -> SubnetPlan:
-    """Private /20s fill the first half of the /16; public /24s the third quarter; intra /24s the fourth."""
+    """Private /20s fill the first half of the /16; public /24s the third quarter; intra /24s the fourth.
+    `az_count` slots per tier; the network asks for all of them and uses the slots of its zones."""
     if not 1 <= az_count <= MAX_AZS:
         raise ValueError(f"az_count must be 1..{MAX_AZS}, got {az_count}")
     vpc = ipaddress.IPv4Network(vpc_cidr)
@@ -48,15 +55,14 @@ class NetworkArgs:
     cluster_name: pulumi.Input[str]
     vpc_cidr: str
     region: str
-    private_subnet_hook: pulumi.ResourceHook | None = None
-    """Runs before each private subnet is deleted (see infra/destroy_hook.py)."""
+    zones: ZonePlan
 
 
 class Network(pulumi.ComponentResource):
     """VPC, subnets, internet and NAT gateways, route tables and the S3 gateway endpoint."""
 
     vpc_id: pulumi.Output[str]
-    availability_zones: tuple[str, ...]
+    zones: ZonePlan
     private_subnet_ids: list[pulumi.Output[str]]
     public_subnet_ids: list[pulumi.Output[str]]
     intra_subnet_ids: list[pulumi.Output[str]]
@@ -68,13 +74,8 @@ class Network(pulumi.ComponentResource):
         self._args = args
         child = pulumi.ResourceOptions(parent=self)
 
-        zones = aws.get_availability_zones(
-            state="available",
-            filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
-            opts=pulumi.InvokeOptions(parent=self),
-        )
-        self.availability_zones = tuple(zones.names[:MAX_AZS])
-        plan = plan_subnets(args.vpc_cidr, len(self.availability_zones))
+        self.zones = args.zones
+        plan = plan_subnets(args.vpc_cidr, MAX_AZS)
 
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -88,19 +89,20 @@ class Network(pulumi.ComponentResource):
         # Strip the default security group of its allow-all rules; nothing should use it (CIS AWS 5.4).
         aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[], opts=child)
 
-        public_ids = self._subnets(name, vpc, "public", plan.public, {"kubernetes.io/role/elb": "1"})
+        zones = args.zones.zones
+        public_ids = self._subnets(name, vpc, "public", zones, plan.public, {"kubernetes.io/role/elb": "1"})
         private_ids = self._subnets(
             name,
             vpc,
             "private",
+            zones,
             plan.private,
             {"kubernetes.io/role/internal-elb": "1", DISCOVERY_TAG: args.cluster_name},
-            hook=args.private_subnet_hook,
         )
-        intra_ids = self._subnets(name, vpc, "intra", plan.intra, {})
+        intra_ids = self._subnets(name, vpc, "intra", args.zones.control_plane, plan.intra, {})
 
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=self._tags("igw"), opts=child)
-        public_rt = self._route_table(name, vpc, "public", public_ids)
+        public_rt = self._route_table(name, vpc, "public", zones, public_ids)
         aws.ec2.Route(
             f"{name}-public-default",
             route_table_id=public_rt.id,
@@ -117,7 +119,7 @@ class Network(pulumi.ComponentResource):
             tags=self._tags("nat"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
         )
-        private_rt = self._route_table(name, vpc, "private", private_ids)
+        private_rt = self._route_table(name, vpc, "private", zones, private_ids)
         self.nat_route = aws.ec2.Route(
             f"{name}-private-nat",
             route_table_id=private_rt.id,
@@ -125,7 +127,9 @@ class Network(pulumi.ComponentResource):
             nat_gateway_id=nat.id,
             opts=child,
         )
-        self._route_table(name, vpc, "intra", intra_ids)  # no route out: control-plane ENIs only
+        self._route_table(
+            name, vpc, "intra", args.zones.control_plane, intra_ids
+        )  # no route out: control-plane ENIs only
 
         aws.ec2.VpcEndpoint(
             f"{name}-s3",
@@ -159,33 +163,37 @@ class Network(pulumi.ComponentResource):
         name: str,
         vpc: aws.ec2.Vpc,
         tier: str,
-        cidrs: tuple[str, ...],
+        zones: tuple[Zone, ...],
+        slots: tuple[str, ...],
         tags: dict,
-        hook: pulumi.ResourceHook | None = None,
     ) -> list[pulumi.Output[str]]:
-        hooks = pulumi.ResourceHookBinding(before_delete=[hook]) if hook else None
         ids = []
-        for az, cidr in zip(self.availability_zones, cidrs, strict=True):
+        for zone in zones:
             subnet = aws.ec2.Subnet(
-                f"{name}-{tier}-{az}",
+                f"{name}-{tier}-{zone.id}",
                 vpc_id=vpc.id,
-                cidr_block=cidr,
-                availability_zone=az,
-                tags=pulumi.Output.all(self._tags(f"{tier}-{az}"), tags).apply(lambda t: {**t[0], **t[1]}),
-                opts=pulumi.ResourceOptions(parent=self, hooks=hooks),
+                cidr_block=slots[zone.slot],
+                availability_zone_id=zone.id,
+                tags=pulumi.Output.all(self._tags(f"{tier}-{zone.id}"), tags).apply(lambda t: {**t[0], **t[1]}),
+                opts=pulumi.ResourceOptions(parent=self),
             )
             ids.append(subnet.id)
         return ids
 
     def _route_table(
-        self, name: str, vpc: aws.ec2.Vpc, tier: str, subnet_ids: list[pulumi.Output[str]]
+        self,
+        name: str,
+        vpc: aws.ec2.Vpc,
+        tier: str,
+        zones: tuple[Zone, ...],
+        subnet_ids: list[pulumi.Output[str]],
     ) -> aws.ec2.RouteTable:
         table = aws.ec2.RouteTable(
             f"{name}-{tier}-rt", vpc_id=vpc.id, tags=self._tags(tier), opts=pulumi.ResourceOptions(parent=self)
         )
-        for az, subnet_id in zip(self.availability_zones, subnet_ids, strict=True):
+        for zone, subnet_id in zip(zones, subnet_ids, strict=True):
             aws.ec2.RouteTableAssociation(
-                f"{name}-{tier}-{az}",
+                f"{name}-{tier}-{zone.id}",
                 route_table_id=table.id,
                 subnet_id=subnet_id,
                 opts=pulumi.ResourceOptions(parent=self),

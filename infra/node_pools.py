@@ -65,6 +65,9 @@ DEFAULT_INSTANCE_CATEGORIES = ("c", "m", "r")
 # Short enough to return idle capacity quickly, long enough not to churn nodes on bursty scale-down/up.
 DEFAULT_CONSOLIDATE_AFTER = "5m"
 DEFAULT_EXPIRE_AFTER = "720h"  # Karpenter's default: general nodes roll monthly to pick up patched AMIs.
+# Deleting a pool or class waits for Karpenter to drain and terminate its nodes (finalizers). pulumi-kubernetes
+# gives a custom resource 10 minutes by default; a GPU node draining a job, then a p5 shutting down, takes longer.
+DELETE_TIMEOUT = "45m"
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,19 @@ def block_device_mappings(node_class: str, cfg: StackConfig) -> list[dict[str, A
     return [os_volume, {"deviceName": DATA_DEVICE, "ebs": data}]
 
 
+def instance_store_policy(node_class: str, cfg: StackConfig) -> dict[str, str]:
+    """RAID0 over the NVMe instance stores, unless the GPU class boots from an image-cache snapshot.
+
+    With RAID0, Karpenter's Bottlerocket bootstrap binds /var/lib/containerd and /var/lib/soci-snapshotter onto the
+    fresh array before containerd starts (karpenter-provider-aws pkg/providers/amifamily/bootstrap/bottlerocket.go,
+    Bottlerocket >= 1.46 binds the SOCI directory too): a snapshot's images on the data volume would be hidden.
+    Karpenter writes that bootstrap itself, so there are no hand-written ephemeral-storage settings.
+    """
+    if node_class == GPU_CLASS and cfg.gpu_image_cache_snapshot_id:
+        return {}
+    return {"instanceStorePolicy": "RAID0"}
+
+
 def stack_tags(cluster_name: str, stack: str, node_class: str) -> dict[str, str]:
     """EC2 tags of every instance, volume and launch template of a class (not Karpenter's reserved keys)."""
     return {
@@ -172,8 +188,7 @@ def nodeclass_spec(node_class: str, cfg: StackConfig, *, cluster_name: str, role
             "httpPutResponseHopLimit": 1,
         },
         "blockDeviceMappings": block_device_mappings(node_class, cfg),
-        # Karpenter writes the ephemeral-storage bootstrap for this itself (see README); no bootstrap commands.
-        "instanceStorePolicy": "RAID0",
+        **instance_store_policy(node_class, cfg),
         "userData": bottlerocket_user_data(node_class, SociTuning.from_config(cfg, node_class)),
         "tags": stack_tags(cluster_name, stack, node_class),
     }
@@ -260,6 +275,8 @@ class NodePoolsArgs:
     cluster: Cluster
     karpenter: Karpenter
     config: StackConfig
+    teardown: pulumi.Resource
+    """Carries the teardown cleanup hook; pools and classes are deleted before it runs."""
 
 
 class NodePools(pulumi.ComponentResource):
@@ -274,7 +291,7 @@ class NodePools(pulumi.ComponentResource):
         stack = pulumi.get_stack()
         # On destroy, dependents go first: pools and classes are deleted while the controller can still
         # drain nodes and remove its finalizers.
-        controller = [karpenter.crd_release, karpenter.release]
+        controller = [karpenter.crd_release, karpenter.release, args.teardown]
 
         self.node_classes = {}
         for node_class in NODE_CLASSES:
@@ -289,7 +306,12 @@ class NodePools(pulumi.ComponentResource):
                 kind="EC2NodeClass",
                 metadata={"name": node_class},
                 spec=spec,
-                opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.k8s_provider, depends_on=controller),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    provider=args.cluster.k8s_provider,
+                    depends_on=controller,
+                    custom_timeouts=pulumi.CustomTimeouts(delete=DELETE_TIMEOUT),
+                ),
             )
 
         self.node_pools = {}
@@ -304,6 +326,7 @@ class NodePools(pulumi.ComponentResource):
                     parent=self,
                     provider=args.cluster.k8s_provider,
                     depends_on=[*controller, self.node_classes[node_class]],
+                    custom_timeouts=pulumi.CustomTimeouts(delete=DELETE_TIMEOUT),
                 ),
             )
 

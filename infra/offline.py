@@ -70,9 +70,11 @@ class Registration:
     inputs: dict[str, Any]
     custom: bool
     before_delete_hooks: tuple[str, ...] = ()
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    """Only the operations the program set: create, update, delete."""
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "urn": self.urn,
             "type": self.type,
             "name": self.name,
@@ -80,6 +82,11 @@ class Registration:
             "dependencies": list(self.dependencies),
             "inputs": self.inputs,
         }
+        if self.before_delete_hooks:
+            document["hooks"] = {"before_delete": list(self.before_delete_hooks)}
+        if self.custom_timeouts:
+            document["customTimeouts"] = self.custom_timeouts
+        return document
 
 
 @dataclass
@@ -89,6 +96,8 @@ class OfflineRun:
     registrations: list[Registration]
     outputs: dict[str, Any]
     secret_outputs: frozenset[str] = field(default_factory=frozenset)
+    invokes: tuple[tuple[str, dict], ...] = ()
+    """Every invoke the program made: (token, arguments)."""
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -130,10 +139,12 @@ class OfflineMocks(pulumi_mocks.Mocks):
             known = ", ".join(sorted(OFFLINE["availability_zones"]))
             raise OfflineRegionError(f"aws:region = {region!r}: the offline engine knows AZs for {known}")
         self.region = region
+        self.invokes: list[tuple[str, dict]] = []
 
     # --- invokes ---
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
+        self.invokes.append((args.token, _plain(dict(args.args))))
         handlers: dict[str, Callable[[dict], dict]] = {
             "aws:index/getAvailabilityZones:getAvailabilityZones": self._availability_zones,
             "aws:index/getCallerIdentity:getCallerIdentity": lambda _: {
@@ -155,12 +166,6 @@ class OfflineMocks(pulumi_mocks.Mocks):
                 "endpoint": f"ec2.{self.region}.amazonaws.com",
                 "description": "offline",
             },
-            "aws:eks/getAddonVersion:getAddonVersion": lambda a: {
-                "addonName": a["addonName"],
-                "kubernetesVersion": a["kubernetesVersion"],
-                "version": OFFLINE["addon_versions"][a["addonName"]],
-                "id": a["addonName"],
-            },
         }
         handler = handlers.get(args.token)
         if handler is None:
@@ -168,11 +173,11 @@ class OfflineMocks(pulumi_mocks.Mocks):
         return handler(args.args)
 
     def _availability_zones(self, _: dict) -> dict:
-        names = OFFLINE["availability_zones"][self.region]
+        zones = OFFLINE["availability_zones"][self.region]  # name -> zone ID, as one account sees them
+        names = list(zones)
         return {
             "names": names,
-            "zoneIds": [f"{self.region[:2]}{self.region.split('-')[1][:1]}{i}-az{i}" for i in range(1, len(names) + 1)],
-            "state": "available",
+            "zoneIds": [zones[n] for n in names],
             "groupNames": [self.region] * len(names),
             "id": self.region,
         }
@@ -295,6 +300,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=_plain(inputs),
                 custom=bool(request.custom),
                 before_delete_hooks=tuple(request.hooks.before_delete),
+                custom_timeouts={
+                    op: getattr(request.customTimeouts, op)
+                    for op in ("create", "update", "delete")
+                    if getattr(request.customTimeouts, op)
+                },
             )
         )
         if request.type == "eks:index:Cluster":
@@ -382,4 +392,4 @@ def run_offline(program: Callable[[], Any], raw_config: Mapping[str, str], stack
         return _sync_await(resolve_exports())
 
     _sync_await(run_pulumi_func(main))
-    return OfflineRun(monitor.registrations, outputs, frozenset(secret_outputs))
+    return OfflineRun(monitor.registrations, outputs, frozenset(secret_outputs), tuple(mocks.invokes))

@@ -1,15 +1,17 @@
 """Offline render: run the real program under the mock engine and write a plan a reviewer can read.
 
-    uv run python -m infra.render --stack dev --out DIR [--config-file PATH]
+    uv run python -m infra.render --stack dev --out DIR [--config-file PATH] [--chart-dir CHARTS]
 
 Writes DIR/resources.json (every registered resource), DIR/kubernetes/*.yaml (every Kubernetes object the
 program would apply) and DIR/helm/*.yaml (every Helm release). Bad config: exit 2, one message, nothing written.
+With --chart-dir, also DIR/charts/<release>.yaml from the real `helm template` (see infra/charts.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections import Counter
@@ -19,10 +21,12 @@ from typing import Any
 
 import yaml
 
+from infra.charts import existing_dir, render_charts
 from infra.config import ConfigError, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+SUBNET = "aws:ec2/subnet:Subnet"
 
 
 class StackFileError(ValueError):
@@ -106,7 +110,25 @@ def summary(run: Any, stack: str, region: str) -> str:
     lines = [f"Offline render of stack '{stack}' ({region}): nothing was contacted; ids and ARNs are placeholders."]
     lines += [f"  {type_:<{width}}  {n:>3}" for type_, n in sorted(counts.items())]
     lines.append(f"  {'total':<{width}}  {sum(counts.values()):>3}")
+    lines += zone_lines(run)
     return "\n".join(lines)
+
+
+def zone_lines(run: Any) -> list[str]:
+    """Which zones the subnets use and which the control plane leaves out, read from the registered subnets."""
+    from infra.zones import CONTROL_PLANE_EXCLUSION_REASON
+
+    def zone_ids(tier: str) -> list[str]:
+        return [r.inputs["availabilityZoneId"] for r in run.of_type(SUBNET) if r.name.startswith(f"network-{tier}-")]
+
+    nodes, control_plane = zone_ids("private"), zone_ids("intra")
+    lines = [f"Zones (by ID): nodes in {', '.join(nodes)}; control plane in {', '.join(control_plane)}"]
+    lines += [
+        f"  left out of the control plane: {zone}: {CONTROL_PLANE_EXCLUSION_REASON}"
+        for zone in nodes
+        if zone not in control_plane
+    ]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stack", default="dev", help="stack name; reads Pulumi.<stack>.yaml (default: dev)")
     parser.add_argument("--config-file", type=Path, help="any file in Pulumi stack-config format")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: render-out/<stack>)")
+    parser.add_argument(
+        "--chart-dir",
+        type=existing_dir,
+        help="folder of <chart>-<version>.tgz archives: also render each Helm release into OUT/charts/ (helm template)",
+    )
     args = parser.parse_args(argv)
     config_file = args.config_file or ROOT / f"Pulumi.{args.stack}.yaml"
     out = args.out or ROOT / "render-out" / args.stack
@@ -130,8 +157,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_outputs(run, out)
     print(summary(run, args.stack, cfg.region))
     print(f"Wrote {out}/resources.json, {out}/kubernetes/, {out}/helm/")
+    if args.chart_dir is not None:  # infra/charts.py: what each problem prints and which ones fail the run
+        return render_charts(out, args.chart_dir, kube_version=cfg.kubernetes_version)
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Leave without interpreter teardown: the Pulumi SDK's event loop, left open when the program raised a
+    ConfigError, would print a traceback as it is collected. Everything was written and closed already."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -14,28 +14,28 @@ from infra.karpenter import Karpenter, KarpenterArgs
 from infra.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from infra.network import Network, NetworkArgs
 from infra.node_pools import NodePools, NodePoolsArgs
+from infra.zones import discover_zones
 
 
 def build_stack(cfg: StackConfig) -> dict[str, Any]:
     """Register every resource of the stack; returns the stack outputs (name -> value)."""
+    # First, before any resource: a pinned zone that the region lacks is a config error (names availabilityZones[i]).
+    zones = discover_zones(cfg)
     # The original's naming: prefix + short random suffix, so several stacks can share an account.
     suffix = random.RandomString("cluster-suffix", length=8, special=False, upper=False)
     cluster_name = suffix.result.apply(lambda s: f"{cfg.cluster_name_prefix}-{s}")
 
     network = Network(
-        "network",
-        NetworkArgs(
-            cluster_name=cluster_name,
-            vpc_cidr=cfg.vpc_cidr,
-            region=cfg.region,
-            # `pulumi destroy --run-program` removes Karpenter's and the LB controller's leftovers first.
-            private_subnet_hook=cleanup_hook(cfg.region),
-        ),
+        "network", NetworkArgs(cluster_name=cluster_name, vpc_cidr=cfg.vpc_cidr, region=cfg.region, zones=zones)
     )
     cluster = Cluster("cluster", ClusterArgs(cluster_name=cluster_name, config=cfg, network=network))
-    karpenter = Karpenter("karpenter", KarpenterArgs(cluster=cluster, config=cfg))
-    NodePools("node-pools", NodePoolsArgs(cluster=cluster, karpenter=karpenter, config=cfg))
-    LoadBalancerController("lb-controller", LoadBalancerControllerArgs(cluster=cluster, network=network, config=cfg))
+    teardown = teardown_anchor(cluster, cfg.region)
+    karpenter = Karpenter("karpenter", KarpenterArgs(cluster=cluster, config=cfg, teardown=teardown))
+    NodePools("node-pools", NodePoolsArgs(cluster=cluster, karpenter=karpenter, config=cfg, teardown=teardown))
+    LoadBalancerController(
+        "lb-controller",
+        LoadBalancerControllerArgs(cluster=cluster, network=network, config=cfg, teardown=teardown),
+    )
 
     return {
         "cluster_name": cluster.name,
@@ -50,3 +50,21 @@ def build_stack(cfg: StackConfig) -> dict[str, Any]:
         "private_subnet_ids": network.private_subnet_ids,
         "karpenter_interruption_queue": karpenter.queue.name,
     }
+
+
+def teardown_anchor(cluster: Cluster, region: str) -> random.RandomId:
+    """The resource that carries the teardown cleanup (infra/destroy_hook.py) as a `before_delete` hook.
+
+    Pulumi runs delete hooks on every delete of their resource, replacements included, so the hook sits on a
+    resource whose deletion can only mean teardown: a local random id whose only inputs are the cluster's name and
+    region (they change only when the cluster itself is replaced, and then that old cluster's leftovers must go).
+    It depends on the EKS cluster, and both controller releases and every node pool and class depend on it, so
+    `pulumi destroy` deletes the pools (Karpenter drains its nodes), then the controllers, then runs the cleanup,
+    and only then deletes the cluster, whose security group the leftovers would otherwise keep in use.
+    """
+    return random.RandomId(
+        "teardown-cleanup",
+        byte_length=4,
+        keepers={"clusterName": cluster.name, "region": region},
+        opts=pulumi.ResourceOptions(hooks=pulumi.ResourceHookBinding(before_delete=[cleanup_hook()])),
+    )

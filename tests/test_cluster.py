@@ -105,7 +105,9 @@ def test_node_group_waits_for_the_nat_route_and_node_addons(stack):
 def test_four_addons_with_coredns_after_the_node_group(stack):
     addons = {r.inputs["addonName"]: r for r in stack.of_type(ADDON)}
     assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent"}
-    assert all(a.inputs["addonVersion"] == "v0.0.0-offline" for a in addons.values())
+    # Pinned per Kubernetes version (infra/data/eks_addons.json), never resolved at deploy time.
+    assert addons["coredns"].inputs["addonVersion"] == "v1.12.1-eksbuild.2"
+    assert addons["kube-proxy"].inputs["addonVersion"] == "v1.33.3-eksbuild.4"
     assert all(a.inputs["clusterName"] == stack.outputs["cluster_name"] for a in addons.values())
     group = stack.one(NODE_GROUP)
     assert stack.depends_on(addons["coredns"], group)
@@ -136,3 +138,17 @@ def test_stack_outputs(stack):
 def test_kubernetes_provider_uses_the_cluster_kubeconfig_as_a_secret(stack):
     provider = stack.one("pulumi:providers:kubernetes")
     assert provider.inputs["kubeconfig"] == "[secret]"
+
+
+def test_addon_versions_are_pinned_per_kubernetes_version_and_no_invoke_resolves_them(render):
+    run = render(kubernetesVersion="1.34")
+    versions = {r.inputs["addonName"]: r.inputs["addonVersion"] for r in run.of_type(ADDON)}
+    assert versions["kube-proxy"] == "v1.34.0-eksbuild.2" and versions["coredns"] == "v1.12.3-eksbuild.1"
+    assert not [token for token, _ in run.invokes if "getAddonVersion" in token]
+
+
+def test_an_addon_version_can_be_overridden_in_config(render):
+    run = render(addonVersions='{"coredns": "v1.12.4-eksbuild.1"}')
+    versions = {r.inputs["addonName"]: r.inputs["addonVersion"] for r in run.of_type(ADDON)}
+    assert versions["coredns"] == "v1.12.4-eksbuild.1"
+    assert versions["kube-proxy"] == "v1.33.3-eksbuild.4"

@@ -66,17 +66,10 @@ BAD_INPUTS = [
     ("gpuInstanceType", "p5.48xlarge", ["unknown key", "did you mean 'gpuInstanceTypes'"]),
     ("gpuInstanceTypes", "[]", ["must not be empty"]),
     ("gpuInstanceTypes", "", ["must not be empty"]),
-    ("gpuInstanceTypes", "p5.48xlarge,p5.48xlarge", ["'p5.48xlarge' more than once"]),
-    ("gpuInstanceTypes", "p5.48xl", ["not an EC2 instance type"]),
-    ("gpuInstanceTypes", "m5.large", ["not an NVIDIA GPU instance type", "p5"]),
     ("gpuInstanceTypes", '["p5.48xlarge",', ["not a valid JSON list"]),
-    ("gpuInstanceTypes", '{"a": 1}', ["not an EC2 instance type"]),
     ("gpuInstanceTypes", "[1, 2]", ["valid string"]),
-    ("gpuCapacityTypes", "spotty", ["not a capacity type", "spot, on-demand"]),
-    ("gpuCapacityTypes", "spot,spot", ["more than once"]),
-    ("systemNodeInstanceTypes", "m5.huge", ["not an EC2 instance type"]),
-    ("systemNodeInstanceTypes", "m7g.large", ["arm64"]),
-    ("systemNodeInstanceTypes", "g5.xlarge", ["GPU type"]),
+    ("availabilityZones", "use1-az1", ["pins one zone", "at least two"]),
+    ("addonVersions", "coredns", ["JSON object"]),
     ("kubernetesVersion", "1.20", ["not supported", "1.33"]),
     ("clusterNamePrefix", "-bad", ["must start with a letter"]),
     ("clusterNamePrefix", "has_underscore", ["letters, digits and hyphens"]),
@@ -86,8 +79,6 @@ BAD_INPUTS = [
     ("vpcCidr", "10.0.0.0/20", ["too small", "8 AZs"]),
     ("vpcCidr", "10.0.0.0/8", ["too large"]),
     ("vpcCidr", "8.8.0.0/16", ["private range"]),
-    ("publicAccessCidrs", "1.2.3.4/40", ["not an IPv4 CIDR"]),
-    ("publicAccessCidrs", "203.0.113.7/24", ["host bits zero"]),
     ("systemNodeMinSize", "two", ["whole number"]),
     ("systemNodeMinSize", "1", ["between 2 and 100", "Karpenter"]),
     ("endpointPublicAccess", "yes", ["true or false"]),
@@ -100,6 +91,45 @@ BAD_INPUTS = [
     ("sociGpuChunkSize", "lots", ["byte size"]),
     ("lbControllerVersion", "3.4.0", ["3.5.0"]),
 ]
+
+
+# Items of a list or entries of a map: the error names `key[index]` or `key.name` and that item's value.
+BAD_ITEMS = [
+    # (key, value, index, item, words)
+    ("gpuInstanceTypes", "p5.48xlarge,p5.48xlarge", "[1]", "p5.48xlarge", ["listed already, at index 0"]),
+    ("gpuInstanceTypes", "p5.48xlarge,p5.48xl", "[1]", "p5.48xl", ["not an EC2 instance type"]),
+    ("gpuInstanceTypes", "m5.large", "[0]", "m5.large", ["not an NVIDIA GPU instance type", "p5"]),
+    ("gpuInstanceTypes", '{"a": 1}', "[0]", '{"a": 1}', ["not an EC2 instance type"]),
+    ("gpuCapacityTypes", "spot,spotty", "[1]", "spotty", ["not a capacity type", "spot, on-demand"]),
+    ("gpuCapacityTypes", "spot,spot", "[1]", "spot", ["listed already"]),
+    ("systemNodeInstanceTypes", "m5.huge", "[0]", "m5.huge", ["not an EC2 instance type"]),
+    ("systemNodeInstanceTypes", "m5.large,m7g.large", "[1]", "m7g.large", ["arm64"]),
+    ("systemNodeInstanceTypes", "g5.xlarge", "[0]", "g5.xlarge", ["GPU type"]),
+    ("publicAccessCidrs", "1.2.3.4/40", "[0]", "1.2.3.4/40", ["not an IPv4 CIDR"]),
+    ("publicAccessCidrs", "10.0.0.0/8,203.0.113.7/24", "[1]", "203.0.113.7/24", ["host bits zero"]),
+    ("availabilityZones", "use1-az1,us-east-1a", "[1]", "us-east-1a", ["not a zone ID", "use1-az1"]),
+    # Entries of a map: `key.name`.
+    ("addonVersions", '{"corends": "v1.12.4-eksbuild.1"}', ".corends", "v1.12.4-eksbuild.1", ["coredns, eks-node"]),
+    (
+        "addonVersions",
+        '{"coredns": "1.12.4"}',
+        ".coredns",
+        "1.12.4",
+        ["not an EKS add-on version", "v1.12.4-eksbuild.1"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "index", "item", "words"), BAD_ITEMS, ids=[f"{k}={v[:20]}" for k, v, *_ in BAD_ITEMS]
+)
+def test_bad_list_item_names_key_index_item_and_what_is_allowed(key, value, index, item, words):
+    error = error_for(**{key: value})
+    assert error.keys == (f"{key}{index}",)
+    message = str(error)
+    assert f"{key}{index} = {item!r}" in message
+    for word in words:
+        assert word in message, message
 
 
 @pytest.mark.parametrize(("key", "value", "words"), BAD_INPUTS, ids=[f"{k}={v[:20]}" for k, v, _ in BAD_INPUTS])
@@ -136,7 +166,7 @@ def test_public_access_off_keeps_the_untouched_default_cidrs_valid():
 
 def test_every_bad_key_is_reported_in_one_error():
     error = error_for(gpuCapacityTypes="spotty", vpcCidr="nope", gpuInstanceType="x")
-    assert set(error.keys) == {"gpuCapacityTypes", "vpcCidr", "gpuInstanceType"}
+    assert set(error.keys) == {"gpuCapacityTypes[0]", "vpcCidr", "gpuInstanceType"}
 
 
 def test_several_gpu_types_and_both_capacity_types_are_valid():

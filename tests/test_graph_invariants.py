@@ -58,6 +58,12 @@ def test_controllers_wait_for_system_nodes_pod_identity_and_the_agent(graph):
         assert graph.depends_on(controller, associations[service_account]), chart
 
 
+def test_both_controllers_wait_for_coredns(graph):
+    coredns = next(r for r in graph.of_type("aws:eks/addon:Addon") if r.inputs["addonName"] == "coredns")
+    for chart in ("karpenter", "aws-load-balancer-controller"):
+        assert graph.depends_on(release(graph, chart), coredns), chart
+
+
 def test_system_node_group_depends_on_the_nat_route(graph):
     route = graph.one("aws:ec2/route:Route", "network-private-nat")
     assert graph.depends_on(graph.one("aws:eks/nodeGroup:NodeGroup"), route)

@@ -192,15 +192,13 @@ def test_cluster_queue_and_read_only_statements(stack):
     assert describe["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-west-2"}}
     assert statements["AllowSSMReadActions"]["Resource"] == "arn:aws:ssm:us-west-2::parameter/aws/service/*"
     assert statements["AllowSSMReadActions"]["Action"] == "ssm:GetParameter"
-    zonal = statements["AllowZonalShiftStatusReadOnly"]
-    assert zonal["Condition"] == {"StringEquals": {"arc-zonal-shift:ResourceIdentifier": cluster_arn}}
+    assert "AllowZonalShiftStatusReadOnly" not in statements  # zonal shift is off (infra/karpenter.py)
     # The only statements on "*" are read-only or condition-scoped.
     on_everything = {sid for sid, s in statements.items() if s["Resource"] == "*"}
     assert on_everything == {
         "AllowRegionalReadActions",
         "AllowPricingReadActions",
         "AllowUnscopedInstanceProfileListAction",
-        "AllowZonalShiftStatusReadOnly",
     }
 
 
@@ -332,9 +330,19 @@ def test_spot_service_linked_role_only_when_asked(render, create):
         assert roles == []
 
 
-def test_controller_image_is_the_configured_version_not_the_charts_stale_pin(render):
-    # Chart 1.14.1's values.yaml pins image tag 1.13.0 with that image's digest; the CRDs are 1.14.1.
+def test_controller_image_is_left_to_the_chart_which_pins_it_by_digest(render):
+    # The published 1.14.1 chart writes `1.14.1@sha256:...` into its values at release time (shared/reference
+    # README): overriding controller.image would only drop that digest pin.
     for version in ("1.14.1", "1.13.2"):
         release = next(r for r in render(karpenterVersion=version).of_type(RELEASE) if r.inputs["name"] == "karpenter")
         assert release.inputs["version"] == version
-        assert release.inputs["values"]["controller"]["image"] == {"tag": version, "digest": ""}
+        assert "image" not in release.inputs["values"]["controller"]
+
+
+def test_zonal_shift_is_off_and_its_policy_not_granted(stack):
+    # Karpenter panics at start with enableZonalShift unless the cluster is enabled for zonal shift, which
+    # pulumi-eks 4.x cannot set; so neither the setting nor its permission.
+    release = next(r for r in stack.of_type(RELEASE) if r.inputs["name"] == "karpenter")
+    assert "enableZonalShift" not in release.inputs["values"]["settings"]
+    assert "zonalShiftConfig" not in stack.one("eks:index:Cluster").inputs
+    assert not [p for p in stack.of_type(POLICY) if "zonal" in p.name]

@@ -16,13 +16,16 @@ def subnets(run, tier):
     return [r for r in run.of_type(SUBNET) if r.name.startswith(f"network-{tier}-")]
 
 
-@pytest.mark.parametrize(("region", "azs"), [("us-west-2", 4), ("us-east-1", 6), ("ap-northeast-1", 3)])
-def test_three_subnets_per_available_az(render, region, azs):
+@pytest.mark.parametrize(
+    ("region", "azs", "control_plane_azs"), [("us-west-2", 4, 4), ("us-east-1", 6, 5), ("ap-northeast-1", 3, 3)]
+)
+def test_a_subnet_per_tier_and_zone(render, region, azs, control_plane_azs):
     run = render(**{"aws:region": region})
-    assert len(run.of_type(SUBNET)) == 3 * azs
-    for tier in ("private", "public", "intra"):
-        zones = [r.inputs["availabilityZone"] for r in subnets(run, tier)]
-        assert len(zones) == azs and len(set(zones)) == azs and all(z.startswith(region) for z in zones)
+    assert len(run.of_type(SUBNET)) == 2 * azs + control_plane_azs
+    prefix = {"us-west-2": "usw2-az", "us-east-1": "use1-az", "ap-northeast-1": "apne1-az"}[region]
+    for tier, count in (("private", azs), ("public", azs), ("intra", control_plane_azs)):
+        zones = [r.inputs["availabilityZoneId"] for r in subnets(run, tier)]
+        assert len(zones) == count and len(set(zones)) == count and all(z.startswith(prefix) for z in zones)
 
 
 def test_planned_cidrs_for_the_default_vpc(stack):
@@ -72,7 +75,7 @@ def test_subnet_tags(stack):
 
 def test_one_nat_gateway_in_the_first_public_subnet(stack):
     nat = stack.one("aws:ec2/natGateway:NatGateway")
-    first_public = min(subnets(stack, "public"), key=lambda r: r.inputs["availabilityZone"])
+    first_public = min(subnets(stack, "public"), key=lambda r: r.inputs["cidrBlock"])
     assert len(stack.of_type("aws:ec2/eip:Eip")) == 1
     assert first_public.urn in nat.dependencies
 

@@ -210,6 +210,14 @@ def test_image_cache_snapshot_seeds_the_gpu_data_volume_only(render):
     assert "snapshotID" not in data_volume(node_class(run, "default"))
 
 
+def test_image_cache_snapshot_turns_raid0_off_on_the_gpu_class(render):
+    # RAID0 binds /var/lib/containerd and /var/lib/soci-snapshotter onto the fresh NVMe array before containerd
+    # starts, hiding every image the snapshot put on the data volume: the two exclude each other.
+    run = render(gpuImageCacheSnapshotId="snap-0123456789abcdef0")
+    assert "instanceStorePolicy" not in node_class(run, "gpu").inputs["spec"]
+    assert node_class(run, "default").inputs["spec"]["instanceStorePolicy"] == "RAID0"
+
+
 @pytest.mark.parametrize("name", NODE_CLASSES)
 def test_raid0_instance_store_without_hand_written_bootstrap(stack, name):
     spec = node_class(stack, name).inputs["spec"]

@@ -42,21 +42,32 @@ def test_resources_json_has_the_documented_shape_and_a_closed_graph(dev_render):
     resources = json.loads((out / "resources.json").read_text())
     urns = {r["urn"] for r in resources}
     for r in resources:
-        assert set(r) == {"urn", "type", "name", "parent", "dependencies", "inputs"}
+        assert (
+            {"urn", "type", "name", "parent", "dependencies", "inputs"}
+            <= set(r)
+            <= {"urn", "type", "name", "parent", "dependencies", "inputs", "hooks", "customTimeouts"}
+        )
         assert set(r["dependencies"]) <= urns, r["name"]
         assert r["parent"] == "" or r["parent"] in urns or r["parent"].endswith("pulumi:pulumi:Stack::eks-gpu-spot-dev")
     group = next(r for r in resources if r["type"] == "aws:eks/nodeGroup:NodeGroup")
     assert group["inputs"]["scalingConfig"]["minSize"] == 2  # numbers as the program wrote them, not 2.0
+    hooked = [r for r in resources if "hooks" in r]
+    assert [(r["type"], r["hooks"]) for r in hooked] == [
+        ("random:index/randomId:RandomId", {"before_delete": ["cleanup-cluster-leftovers"]})
+    ]
 
 
-def test_region_change_in_a_config_file_gives_six_azs(tmp_path):
+def test_us_east_1_leaves_use1_az3_out_of_the_control_plane_and_says_why(tmp_path):
     config = tmp_path / "Pulumi.east.yaml"
     config.write_text("config:\n  aws:region: us-east-1\n")
     out = tmp_path / "out"
     result = run_render("--config-file", str(config), "--out", str(out))
     assert result.returncode == 0, result.stderr
     resources = json.loads((out / "resources.json").read_text())
-    assert sum(r["type"] == "aws:ec2/subnet:Subnet" for r in resources) == 18
+    subnets = [r for r in resources if r["type"] == "aws:ec2/subnet:Subnet"]
+    assert len(subnets) == 6 + 6 + 5
+    assert not any(s["inputs"]["availabilityZoneId"] == "use1-az3" for s in subnets if "-intra-" in s["name"])
+    assert "left out of the control plane: use1-az3: EKS does not allow control-plane subnets" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -69,6 +80,7 @@ def test_region_change_in_a_config_file_gives_six_azs(tmp_path):
         ("- just\n- a list\n", ["expected a mapping"]),
         ("config:\n  aws:region: mars-north-1\n", ["aws:region", "not an AWS region"]),
         ("config:\n  aws:region: sa-east-1\n", ["aws:region", "offline engine knows AZs"]),
+        ("config:\n  eks-gpu-spot:availabilityZones: [usw2-az1, use1-az2]\n", ["availabilityZones[1]", "usw2-az3"]),
         ("config:\n  eks-gpu-spot:clusterNamePrefix:\n    secure: AAAA\n", ["secret"]),
     ],
 )
