@@ -26,6 +26,7 @@ NODE_POLICIES = (
 )
 # Add-ons the nodes need before they can become Ready; coredns (a Deployment) waits for the node group.
 ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
+NODE_MONITORING_ADDON = "eks-node-monitoring-agent"
 
 
 def ec2_trust_policy() -> str:
@@ -61,6 +62,7 @@ class Cluster(pulumi.ComponentResource):
     partition: pulumi.Output[str]
     account_id: pulumi.Output[str]
     system_node_group: aws.eks.NodeGroup
+    system_node_role: aws.iam.Role
     addons: dict[str, aws.eks.Addon]
     k8s_provider: k8s.Provider
 
@@ -134,6 +136,11 @@ class Cluster(pulumi.ComponentResource):
         self.addons = {addon: self._addon(name, addon, cfg, depends_on=[]) for addon in ADDONS_BEFORE_NODES}
         self.system_node_group = self._system_node_group(name, cfg, network, partition)
         self.addons["coredns"] = self._addon(name, "coredns", cfg, depends_on=[self.system_node_group])
+        # Sets AcceleratedHardwareReady (and kernel, storage, network conditions) on every node; Karpenter's
+        # nodeRepair replaces GPU nodes it marks unhealthy. Needs no IAM (EKS user guide, node health add-on).
+        self.addons[NODE_MONITORING_ADDON] = self._addon(
+            name, NODE_MONITORING_ADDON, cfg, depends_on=[self.system_node_group]
+        )
         self.k8s_provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
 
         self.register_outputs(
@@ -158,6 +165,7 @@ class Cluster(pulumi.ComponentResource):
     ) -> aws.eks.NodeGroup:
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(f"{name}-system-node", assume_role_policy=ec2_trust_policy(), opts=child)
+        self.system_node_role = role  # infra/image_cache.py attaches the pull-through cache policy to it
         attachments = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-system-node-{policy}",

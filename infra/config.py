@@ -15,16 +15,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+from infra.gpu.catalog import CATALOG as GPU_CATALOG
+from infra.gpu.catalog import GPU_FAMILIES, GPU_NAMES, matching_types
+from infra.gpu.selection import ARCH, platform_requirements, selection_requirements
 
 PROJECT = "eks-gpu-spot"
 REGION_KEY = "aws:region"
 
 _CATALOG = json.loads((Path(__file__).parent / "data" / "aws_catalog.json").read_text())
 SUPPORTED_KUBERNETES_VERSIONS: tuple[str, ...] = tuple(_CATALOG["supported_kubernetes_versions"])
-GPU_FAMILIES: frozenset[str] = frozenset(_CATALOG["nvidia_gpu_x86_64_families"])
 LOG_RETENTION_DAYS: tuple[int, ...] = tuple(_CATALOG["cloudwatch_log_retention_days"])
 # Pinned EKS add-on versions per Kubernetes version; the addonVersions key overrides single add-ons.
 ADDON_VERSIONS: dict[str, dict[str, str]] = json.loads(
@@ -32,6 +35,13 @@ ADDON_VERSIONS: dict[str, dict[str, str]] = json.loads(
 )["versions"]
 ADDONS: tuple[str, ...] = tuple(sorted({addon for versions in ADDON_VERSIONS.values() for addon in versions}))
 _ADDON_VERSION = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+-eksbuild\.[0-9]+$")
+# ECR pull-through cache: ECR prefix -> upstream registry and whether it needs a Secrets Manager secret.
+_IMAGE_CACHE = json.loads((Path(__file__).parent / "data" / "image_cache.json").read_text())
+IMAGE_CACHE_REGISTRIES: dict[str, dict[str, Any]] = _IMAGE_CACHE["registries"]
+IMAGE_CACHE_SECRET_PREFIX: str = _IMAGE_CACHE["secret_name_prefix"]
+CREDENTIALED_REGISTRIES: tuple[str, ...] = tuple(p for p, r in IMAGE_CACHE_REGISTRIES.items() if r["credentials"])
+# Secrets Manager secret names: 1-512 of letters, digits and /_+=.@- (ECR requires the ecr-pullthroughcache/ prefix).
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 
 # Cluster name = prefix + "-" + 8 random characters. 38 keeps every derived name (IAM roles, EventBridge rules:
 # 64 characters) valid; the character set is EKS's own.
@@ -53,6 +63,19 @@ _PRIVATE_RANGES = tuple(
 )
 _INT = re.compile(r"^[+-]?[0-9]+$")
 _ZONE_ID = re.compile(r"^[a-z]{3,}[0-9]+-az[0-9]+$")
+_DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+_RESERVATION_ID = re.compile(r"^cr-[0-9a-z]+$")
+# EKS access entries (clusterAdmins, ...): IAM role and user names and path parts (IAM's own character set).
+IAM_PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
+_IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
+_IAM_PATH_PART = re.compile(r"^[A-Za-z0-9+=,.@_-]+$")
+_ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
+# Bottlerocket settings.kubelet-device-plugins.nvidia.mig.profile: "<gpu model>.<memory>gb" -> a partition count
+# (1, 2, 3, 4, 7) or a MIG profile like 1g.10gb (bottlerocket settings docs, 1.34.x kubelet-device-plugins).
+_MIG_GPU = re.compile(r"^([a-z])(\d+)\.(\d+)gb$")
+_MIG_PROFILE = re.compile(r"^(?:[12347]|[0-9]g\.\d+gb)$")
+CAPACITY_TYPES = ("spot", "on-demand", "reserved")
+LEGACY_GPU_POOL = "gpu-spot"  # the seed's single GPU pool, kept when gpuPools is not set
 MAX_LIST_ITEMS = 50
 
 
@@ -129,13 +152,15 @@ def _as_bool(value: Any) -> Any:
 
 Strings = Annotated[tuple[str, ...], BeforeValidator(_as_list)]
 StringMap = Annotated[dict[str, str], BeforeValidator(_as_map)]
+StringListMap = Annotated[dict[str, Strings], BeforeValidator(_as_map)]
 Int = Annotated[int, BeforeValidator(_as_int)]
 Bool = Annotated[bool, BeforeValidator(_as_bool)]
 
 
-def item_error(at: int | str, item: Any, reason: str) -> PydanticCustomError:
-    """An error about one item of a list (`key[index]`) or one entry of a map (`key.name`), with its value."""
-    where = f"[{at}]" if isinstance(at, int) else f".{at}"
+def item_error(at: int | str | tuple[int | str, ...], item: Any, reason: str) -> PydanticCustomError:
+    """An error about one item of a list (`key[index]`), one entry of a map (`key.name`) or a path of both
+    (`key[0].name`), with that item's value."""
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in (at if isinstance(at, tuple) else (at,)))
     return PydanticCustomError("item", "{reason}", {"where": where, "item": item, "reason": reason})
 
 
@@ -144,6 +169,211 @@ def _key(default: Any, description: str, **constraints: Any) -> Any:
 
 
 # --- the model -----------------------------------------------------------------------------------------------------
+
+
+class GpuPool(BaseModel):
+    """One item of `gpuPools`: a Karpenter NodePool for GPU work. Keys are camelCase, as in the stack file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    name: str
+    # Selection: a type list, or any combination of GPU attributes.
+    instance_types: Strings = ()
+    gpu_names: Strings = ()
+    gpu_count_min: Int | None = None
+    gpu_count_max: Int | None = None
+    gpu_memory_min_gib: Int | None = Field(None, alias="gpuMemoryMinGiB")
+    families: Strings = ()
+    # Capacity.
+    capacity_types: Strings = ("spot",)
+    capacity_reservation_ids: Strings = ()
+    capacity_reservation_tags: StringMap = {}
+    gpu_limit: Int = 16
+    weight: Int | None = None
+    consolidate_after: str | None = None
+    # GPU sharing (Bottlerocket's NVIDIA device plugin).
+    time_slicing_replicas: Int | None = None
+    mig_profile: StringMap = {}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _DNS_LABEL.match(v) or v == "default":
+            raise ValueError("must be a DNS label (lowercase letters, digits, '-'; at most 63) and not 'default'")
+        return v
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _check_list(v, allow_empty=True)
+        for i, item in enumerate(v):
+            _check_gpu_type(i, item)
+        return v
+
+    @field_validator("gpu_names")
+    @classmethod
+    def _gpu_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _check_list(v, allow_empty=True)
+        for i, item in enumerate(v):
+            if item not in GPU_NAMES:
+                raise item_error(i, item, f"is not a GPU name Karpenter reports; known: {', '.join(GPU_NAMES)}")
+        return v
+
+    @field_validator("families")
+    @classmethod
+    def _families(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _check_list(v, allow_empty=True)
+        for i, item in enumerate(v):
+            if item not in GPU_FAMILIES:
+                raise item_error(i, item, f"is not an NVIDIA GPU family; known: {', '.join(GPU_FAMILIES)}")
+        return v
+
+    @field_validator("gpu_count_min", "gpu_count_max")
+    @classmethod
+    def _count(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= 16:
+            raise ValueError("must be between 1 and 16 GPUs per instance")
+        return v
+
+    @field_validator("gpu_memory_min_gib")
+    @classmethod
+    def _memory(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= 1024:
+            raise ValueError("must be the GiB per GPU as the GPU is sold, like 24 (L4, A10G) or 80 (H100)")
+        return v
+
+    @field_validator("capacity_types")
+    @classmethod
+    def _capacity(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _check_list(v)
+        for i, item in enumerate(v):
+            if item not in CAPACITY_TYPES:
+                raise item_error(i, item, f"is not a capacity type; allowed: {', '.join(CAPACITY_TYPES)}")
+        return v
+
+    @field_validator("capacity_reservation_ids")
+    @classmethod
+    def _reservations(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _check_list(v, allow_empty=True)
+        for i, item in enumerate(v):
+            if not _RESERVATION_ID.match(item):
+                raise item_error(i, item, "is not a capacity reservation id (cr- and lowercase letters or digits)")
+        return v
+
+    @field_validator("gpu_limit")
+    @classmethod
+    def _limit(cls, v: int) -> int:
+        if not 1 <= v <= 100_000:
+            raise ValueError("must be a positive number of GPUs")
+        return v
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= 100:
+            raise ValueError("must be between 1 and 100 (Karpenter's NodePool weight)")
+        return v
+
+    @field_validator("consolidate_after")
+    @classmethod
+    def _consolidate(cls, v: str | None) -> str | None:
+        return v if v is None else _check_consolidate_after(v)
+
+    @field_validator("time_slicing_replicas")
+    @classmethod
+    def _replicas(cls, v: int | None) -> int | None:
+        if v is not None and not 2 <= v <= 64:
+            raise ValueError("must be between 2 and 64 (Bottlerocket time-slicing replicas per GPU)")
+        return v
+
+    @field_validator("mig_profile")
+    @classmethod
+    def _mig(cls, v: dict[str, str]) -> dict[str, str]:
+        for gpu, profile in v.items():
+            if not _MIG_GPU.match(gpu):
+                raise item_error(gpu, profile, 'is not a "<gpu model>.<memory>gb" key like "h100.80gb"')
+            if not isinstance(profile, str) or not _MIG_PROFILE.match(profile):
+                raise item_error(gpu, profile, 'is not a partition count (1, 2, 3, 4, 7) or a profile like "1g.10gb"')
+        return v
+
+    @model_validator(mode="after")
+    def _whole_pool(self) -> GpuPool:
+        selection = {"gpuNames": self.gpu_names, "families": self.families}
+        attributes = [k for k, v in selection.items() if v] + [
+            k
+            for k, v in (
+                ("gpuCountMin", self.gpu_count_min),
+                ("gpuCountMax", self.gpu_count_max),
+                ("gpuMemoryMinGiB", self.gpu_memory_min_gib),
+            )
+            if v is not None
+        ]
+        if self.instance_types and attributes:
+            excluded = f"excludes {', '.join(attributes)}: choose one"
+            raise item_error("instanceTypes", list(self.instance_types), excluded)
+        if not self.instance_types and not attributes:
+            raise item_error("instanceTypes", [], "a pool needs instanceTypes or GPU attributes (gpuNames, ...)")
+        if self.gpu_count_min and self.gpu_count_max and self.gpu_count_min > self.gpu_count_max:
+            raise item_error("gpuCountMax", self.gpu_count_max, f"is below gpuCountMin ({self.gpu_count_min})")
+        if not self.instance_types and not self.matched_types:
+            raise item_error(
+                attributes[0], getattr(self, _FIELD_OF[attributes[0]]), "together these select no NVIDIA type"
+            )
+        reserved = "reserved" in self.capacity_types
+        has_reservations = bool(self.capacity_reservation_ids or self.capacity_reservation_tags)
+        if reserved and not has_reservations:
+            raise item_error(
+                "capacityTypes",
+                list(self.capacity_types),
+                "'reserved' needs capacityReservationIds or capacityReservationTags (Karpenter uses no open "
+                "reservation otherwise)",
+            )
+        if has_reservations and not reserved:
+            ids = list(self.capacity_reservation_ids)
+            raise item_error("capacityReservationIds", ids, "needs 'reserved' in capacityTypes")
+        if self.time_slicing_replicas and self.mig_profile:
+            raise item_error("migProfile", self.mig_profile, "excludes timeSlicingReplicas: choose one way to share")
+        models = {t.gpu_name for t in map(GPU_CATALOG.get, self.matched_types)}
+        for gpu, profile in self.mig_profile.items():
+            if _MIG_GPU.match(gpu) and f"{gpu[0]}{_MIG_GPU.match(gpu)[2]}" not in models:
+                gpus = ", ".join(sorted(models))
+                raise item_error(f"migProfile.{gpu}", profile, f"this pool has no such GPU; its GPUs: {gpus}")
+        return self
+
+    @property
+    def requirements(self) -> list[dict[str, Any]]:
+        """The pool's requirements on instance-type labels (selection, arch, OS)."""
+        return [*selection_requirements(self), *platform_requirements()]
+
+    @property
+    def matched_types(self) -> list[str]:
+        """The catalog's types these requirements match today."""
+        return matching_types(self.requirements)
+
+
+_FIELD_OF = {f.alias or name: name for name, f in GpuPool.model_fields.items()}
+
+
+def _check_gpu_type(index: int, item: str) -> None:
+    gpu_type = GPU_CATALOG.get(item)
+    if gpu_type is None:
+        families = ", ".join(GPU_FAMILIES)
+        raise item_error(
+            index, item, f"is not an NVIDIA GPU instance type (infra/data/gpu_catalog.json); families: {families}"
+        )
+    if gpu_type.arch != ARCH or gpu_type.gpu_count < 1:
+        shape = f"is {gpu_type.arch} with {gpu_type.gpu_count} whole GPUs"
+        raise item_error(index, item, f"{shape}; GPU pools need amd64 and at least one whole GPU")
+
+
+def _check_consolidate_after(v: str) -> str:
+    if not v or not _DURATION.match(v) or _seconds(v) < 300:
+        raise ValueError("must be a Go duration of at least 5m (longer than a cold GPU image pull), like 15m")
+    return v
+
+
+def _as_pools(value: Any) -> Any:
+    return _as_list(value) if isinstance(value, str) else value
 
 
 class StackConfig(BaseModel):
@@ -164,12 +394,26 @@ class StackConfig(BaseModel):
     )
     gpu_instance_types: Strings = _key(("p5.48xlarge",), "NVIDIA GPU instance types for the GPU Spot node pool.")
     gpu_capacity_types: Strings = _key(("spot",), "Capacity types for the GPU node pool: spot and/or on-demand.")
+    gpu_pools: Annotated[tuple[GpuPool, ...], BeforeValidator(_as_pools)] = _key(
+        (), "GPU node pools (a list of objects, see README); replaces the single pool of gpuInstanceTypes."
+    )
     system_node_instance_types: Strings = _key(("m5.large",), "Instance types of the system managed node group.")
     system_node_min_size: Int = _key(2, "Minimum size of the system node group.")
     system_node_max_size: Int = _key(3, "Maximum size of the system node group.")
     system_node_desired_size: Int = _key(2, "Desired size of the system node group.")
     endpoint_public_access: Bool = _key(True, "Expose the Kubernetes API endpoint publicly.")
     public_access_cidrs: Strings = _key(("0.0.0.0/0",), "CIDRs allowed to reach the public API endpoint.")
+    # Access. EKS access entries (infra/access.py); whoever runs `pulumi up` is cluster admin besides these.
+    cluster_admins: Strings = _key(
+        (), "IAM role or user ARNs given cluster admin (AmazonEKSClusterAdminPolicy) through EKS access entries."
+    )
+    cluster_viewers: Strings = _key(
+        (), "IAM role or user ARNs given read-only access (AmazonEKSViewPolicy) through EKS access entries."
+    )
+    cluster_namespace_admins: StringListMap = _key(
+        {}, "IAM role or user ARN -> namespaces where it gets AmazonEKSAdminPolicy (EKS access entries)."
+    )
+    # Control plane.
     control_plane_log_retention_days: Int = _key(30, "Retention in days of the control-plane log group.")
     addon_versions: StringMap = _key(
         {}, "EKS add-on versions overriding the pins of infra/data/eks_addons.json (add-on name -> version)."
@@ -201,6 +445,15 @@ class StackConfig(BaseModel):
     soci_gpu_chunk_size: str = _key("32mb", "SOCI download chunk size, GPU node class.")
     soci_gpu_unpacks_per_image: Int = _key(30, "SOCI parallel unpacks per image, GPU node class.")
     soci_gpu_discard_unpacked_layers: Bool = _key(True, "Discard compressed layers after unpack, GPU class.")
+
+    # Image pull path. ECR pull-through cache (infra/image_cache.py) and ECR interface endpoints (infra/network.py).
+    image_cache: Bool = _key(True, "ECR pull-through cache rules for public.ecr.aws, registry.k8s.io and quay.io.")
+    image_cache_credentials: StringMap = _key(
+        {}, "Opt-in cached registries that need credentials (docker-hub, ghcr) -> name of their Secrets Manager secret."
+    )
+    ecr_interface_endpoints: Bool = _key(
+        False, "Interface VPC endpoints for ecr.api and ecr.dkr in the private subnets (billed per AZ-hour)."
+    )
 
     # AWS Load Balancer Controller. Only versions whose IAM policy is in policies/ are allowed.
     lb_controller_version: Literal["3.5.0"] = _key(
@@ -266,9 +519,8 @@ class StackConfig(BaseModel):
             if not match:
                 raise item_error(i, item, "is not an EC2 instance type (like p5.48xlarge)")
             family = match["family"]
-            if info.field_name == "gpu_instance_types" and family not in GPU_FAMILIES:
-                allowed = ", ".join(sorted(GPU_FAMILIES))
-                raise item_error(i, item, f"is not an NVIDIA GPU instance type; allowed families: {allowed}")
+            if info.field_name == "gpu_instance_types":
+                _check_gpu_type(i, item)
             if info.field_name == "system_node_instance_types":
                 if family in GPU_FAMILIES:
                     raise item_error(i, item, "is a GPU type; system nodes need none (GPU work goes to Karpenter)")
@@ -294,6 +546,38 @@ class StackConfig(BaseModel):
                 _network(item)
             except ValueError as error:
                 raise item_error(i, item, str(error)) from None
+        return v
+
+    @field_validator("cluster_admins", "cluster_viewers")
+    @classmethod
+    def _principals(cls, v: tuple[str, ...], info: Any) -> tuple[str, ...]:
+        _check_list(v, allow_empty=True)
+        folded = [item.casefold() for item in v]
+        for i, item in enumerate(v):
+            problem = principal_problem(item, info.data.get("region"))
+            if problem:
+                raise item_error(i, item, problem)
+            if folded[i] in folded[:i]:  # IAM names are unique regardless of case: the same principal
+                first = folded.index(folded[i])
+                raise item_error(i, item, f"is the same principal as index {first} (IAM names ignore case)")
+        return v
+
+    @field_validator("cluster_namespace_admins")
+    @classmethod
+    def _namespace_admins(cls, v: dict[str, tuple[str, ...]], info: Any) -> dict[str, tuple[str, ...]]:
+        if len(v) > MAX_LIST_ITEMS:
+            raise ValueError(f"has {len(v)} principals; at most {MAX_LIST_ITEMS}")
+        for arn, namespaces in v.items():
+            problem = principal_problem(arn, info.data.get("region"))
+            if problem:
+                raise item_error(arn, list(namespaces), f"the key {problem}")
+            if not namespaces:
+                raise item_error(arn, [], "needs at least one namespace")
+            for i, namespace in enumerate(namespaces):
+                if not _DNS_LABEL.match(namespace):
+                    raise item_error((arn, i), namespace, "is not a namespace name (a DNS label: a-z, 0-9, '-')")
+                if namespace in namespaces[:i]:
+                    raise item_error((arn, i), namespace, "is listed already")
         return v
 
     @field_validator("system_node_min_size", "system_node_max_size", "system_node_desired_size")
@@ -340,8 +624,15 @@ class StackConfig(BaseModel):
     @field_validator("gpu_consolidate_after")
     @classmethod
     def _duration(cls, v: str) -> str:
-        if not v or not _DURATION.match(v) or _seconds(v) < 300:
-            raise ValueError("must be a Go duration of at least 5m (longer than a cold GPU image pull), like 15m")
+        return _check_consolidate_after(v)
+
+    @field_validator("gpu_pools")
+    @classmethod
+    def _pools(cls, v: tuple[GpuPool, ...]) -> tuple[GpuPool, ...]:
+        names = [pool.name for pool in v]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise item_error((i, "name"), name, f"is the name of gpuPools[{names.index(name)}] already")
         return v
 
     @field_validator("gpu_limit", "default_pool_cpu_limit", "default_pool_memory_limit")
@@ -384,11 +675,54 @@ class StackConfig(BaseModel):
             raise ValueError('must be "unlimited" or a byte size like 16mb')
         return v
 
+    @field_validator("image_cache_credentials")
+    @classmethod
+    def _cache_credentials(cls, v: dict[str, str], info: Any) -> dict[str, str]:
+        for prefix, secret in v.items():
+            if prefix not in CREDENTIALED_REGISTRIES:
+                why = "needs no credentials: it is cached by default" if prefix in IMAGE_CACHE_REGISTRIES else "unknown"
+                allowed = ", ".join(CREDENTIALED_REGISTRIES)
+                raise item_error(prefix, secret, f"{why}; registries that need one: {allowed}")
+            if (
+                not isinstance(secret, str)
+                or not secret.startswith(IMAGE_CACHE_SECRET_PREFIX)
+                or secret == IMAGE_CACHE_SECRET_PREFIX
+                or not _SECRET_NAME.match(secret)
+            ):
+                raise item_error(
+                    prefix,
+                    secret,
+                    f"is not a Secrets Manager secret name starting with {IMAGE_CACHE_SECRET_PREFIX} "
+                    "(ECR requires it; letters, digits and /_+=.@- only), like "
+                    f"{IMAGE_CACHE_SECRET_PREFIX}{prefix}",
+                )
+        if v and info.data.get("image_cache") is False:
+            raise ValueError("has no effect while imageCache is false; remove it or set imageCache true")
+        return v
+
     # --- derived values ---
 
     @property
     def karpenter_node_alias(self) -> str:
         return f"bottlerocket@v{self.bottlerocket_version}"
+
+    @property
+    def effective_gpu_pools(self) -> tuple[GpuPool, ...]:
+        """`gpuPools`, or else the seed's single pool `gpu-spot` from gpuInstanceTypes and gpuCapacityTypes."""
+        if self.gpu_pools:
+            return self.gpu_pools
+        return (
+            GpuPool(
+                name=LEGACY_GPU_POOL,
+                instance_types=self.gpu_instance_types,
+                capacity_types=self.gpu_capacity_types,
+                gpu_limit=self.gpu_limit,
+                consolidate_after=self.gpu_consolidate_after,
+            ),
+        )
+
+    def consolidate_after(self, pool: GpuPool) -> str:
+        return pool.consolidate_after or self.gpu_consolidate_after
 
     def addon_version(self, addon: str) -> str:
         """The configured version of an EKS add-on, else its pin for this Kubernetes version."""
@@ -412,6 +746,47 @@ def _network(text: str) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(text, strict=True)
     except ValueError as error:
         raise ValueError(f"is not an IPv4 CIDR with host bits zero, like 10.0.0.0/16 ({error})") from None
+
+
+def region_partition(region: str | None) -> str | None:
+    """The AWS partition of a region name (None when unknown: ISO regions, or no valid region)."""
+    if not region or "-iso" in region:
+        return None
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
+def principal_problem(arn: str, region: str | None = None) -> str | None:
+    """Why `arn` cannot be the principal of an EKS access entry (an IAM role or user, path allowed), or None."""
+    example = "arn:aws:iam::123456789012:role/Admin"
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        return f"is not an ARN; expected an IAM role or user ARN like {example}"
+    _, partition, service, arn_region, account, resource = parts
+    if partition not in IAM_PARTITIONS:
+        return f"has partition {partition!r}; allowed: {', '.join(IAM_PARTITIONS)}"
+    if not _ACCOUNT_ID.match(account):
+        return f"has account {account!r}; an AWS account ID is 12 digits"
+    kind, _, path_and_name = resource.partition("/")
+    if service == "sts" and kind == "assumed-role":
+        # arn:aws:sts::<account>:assumed-role/<role name>/<session>: the session ARN hides the role's path.
+        role = path_and_name.split("/")[0] or "<role>"
+        return (
+            "is an assumed-role session (what `aws sts get-caller-identity` prints), not a principal EKS can grant; "
+            f"give the role: probably arn:{partition}:iam::{account}:role/{role}, with its path if it has one "
+            f"(`aws iam get-role --role-name {role} --query Role.Arn` prints it)"
+        )
+    if service != "iam" or arn_region:
+        return f"is not an IAM ARN (arn:<partition>:iam::<account>:...); expected like {example}"
+    if kind not in ("role", "user"):
+        hint = " (for a group, grant a role its members assume)" if kind == "group" else ""
+        return f"is an IAM {kind!r}; only roles (role/...) and users (user/...) can have access entries{hint}"
+    *path, name = path_and_name.split("/")
+    if not _IAM_NAME.match(name) or not all(_IAM_PATH_PART.match(part) for part in path):
+        return f"has no valid {kind} name after {kind}/ (letters, digits and +=,.@_-, path parts separated by /)"
+    expected = region_partition(region)
+    if expected and partition != expected:
+        return f"is in partition {partition}, but the stack's region {region} is in {expected}"
+    return None
 
 
 def _semver(text: str) -> tuple[int, int, int]:
@@ -441,6 +816,19 @@ def _relation_problems(cfg: StackConfig) -> list[ConfigProblem]:
                 f"<= systemNodeMaxSize ({sizes[2]})",
             )
         )
+    single_pool_keys = [
+        key
+        for key, field in (("gpuInstanceTypes", "gpu_instance_types"), ("gpuCapacityTypes", "gpu_capacity_types"))
+        if getattr(cfg, field) != StackConfig.model_fields[field].default  # `pulumi up` injects the defaults
+    ]
+    if cfg.gpu_pools and single_pool_keys:
+        problems.append(
+            ConfigProblem(
+                "gpuPools",
+                [pool.name for pool in cfg.gpu_pools],
+                f"replaces the single pool of {' and '.join(single_pool_keys)}: set one or the other, not both",
+            )
+        )
     default_cidrs = StackConfig.model_fields["public_access_cidrs"].default
     if cfg.endpoint_public_access and not cfg.public_access_cidrs:
         problems.append(
@@ -454,6 +842,31 @@ def _relation_problems(cfg: StackConfig) -> list[ConfigProblem]:
                 "has no effect while endpointPublicAccess is false; remove it or set endpointPublicAccess true",
             )
         )
+    problems += _access_problems(cfg)
+    return problems
+
+
+def _access_problems(cfg: StackConfig) -> list[ConfigProblem]:
+    """One principal, one access level: an admin is not also a viewer or a namespace admin (IAM ignores case)."""
+    admins = [arn.casefold() for arn in cfg.cluster_admins]
+    problems = [
+        ConfigProblem(
+            f"clusterViewers[{i}]",
+            arn,
+            f"is clusterAdmins[{admins.index(arn.casefold())}] already: list a principal once (admin includes view)",
+        )
+        for i, arn in enumerate(cfg.cluster_viewers)
+        if arn.casefold() in admins
+    ]
+    problems += [
+        ConfigProblem(
+            f"clusterNamespaceAdmins.{arn}",
+            list(namespaces),
+            f"is clusterAdmins[{admins.index(arn.casefold())}] already: cluster admin covers every namespace",
+        )
+        for arn, namespaces in cfg.cluster_namespace_admins.items()
+        if arn.casefold() in admins
+    ]
     return problems
 
 
@@ -489,18 +902,30 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
     return cfg
 
 
+# Pydantic names the branch of an optional value in an error's location (`gpuCountMin.int`): not a config key.
+_UNION_BRANCHES = {"int", "str", "none", "function-before[_as_int(), int]"}
+
+
 def _from_pydantic(error: ValidationError, values: Mapping[str, Any]) -> list[ConfigProblem]:
     problems = []
     seen = set()
     for detail in error.errors():
-        key = str(detail["loc"][0]) if detail["loc"] else "config"
+        loc = [part for part in detail["loc"] if part not in _UNION_BRANCHES]
+        key = str(loc[0]) if loc else "config"
         value = values.get(key, detail.get("input"))
+        if len(loc) > 1:  # inside a list of objects: gpuPools[0].gpuNames
+            key += "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
+            value = detail.get("input")
         if detail["type"] == "item":
             key, value = f"{key}{detail['ctx']['where']}", detail["ctx"]["item"]
+        if isinstance(value, tuple):
+            value = list(value)
         if key in seen:  # one line per key: the first thing wrong with it
             continue
         seen.add(key)
         reason = detail["msg"].removeprefix("Value error, ")
+        if detail["type"] == "extra_forbidden":
+            reason = f"unknown key; known keys: {', '.join(_FIELD_OF)}"
         problems.append(ConfigProblem(key, value, reason))
     return problems
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -15,6 +16,7 @@ import pulumi_kubernetes as k8s
 
 from infra.cluster import NODE_POLICIES, SYSTEM_NODE_SELECTOR, Cluster, ec2_trust_policy, managed_policy_arn
 from infra.config import StackConfig
+from infra.gpu.pools import uses_node_overlays
 from infra.policies import pod_identity_trust_policy, render_policy
 
 NAMESPACE = "kube-system"
@@ -56,6 +58,9 @@ class KarpenterArgs:
     config: StackConfig
     teardown: pulumi.Resource
     """Carries the teardown cleanup hook; both releases depend on it, so they are deleted before it runs."""
+    cluster_name: pulumi.Input[str]
+    """The name the cluster will have (known before it exists): what only needs the name (queue, IAM policies,
+    EventBridge rules) uses it instead of `cluster.name`, so it is created in parallel with the control plane."""
 
 
 class Karpenter(pulumi.ComponentResource):
@@ -73,8 +78,8 @@ class Karpenter(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.node_role, node_access = self._node_role(name, cluster)
-        self.queue = self._interruption_queue(name, cluster)
-        self.controller_role, controller_grants = self._controller_role(name, cluster, cfg)
+        self.queue = self._interruption_queue(name, args.cluster_name)
+        self.controller_role, controller_grants = self._controller_role(name, cluster, args.cluster_name, cfg)
         pod_identity = aws.eks.PodIdentityAssociation(
             f"{name}-controller",
             cluster_name=cluster.name,
@@ -106,7 +111,7 @@ class Karpenter(pulumi.ComponentResource):
             version=cfg.karpenter_version,
             namespace=NAMESPACE,
             skip_crds=True,
-            values=_chart_values(cluster.name, self.queue.name, cfg.region),
+            values=_chart_values(cluster.name, self.queue.name, cfg),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=cluster.k8s_provider,
@@ -149,11 +154,11 @@ class Karpenter(pulumi.ComponentResource):
         )
         return role, access
 
-    def _interruption_queue(self, name: str, cluster: Cluster) -> aws.sqs.Queue:
+    def _interruption_queue(self, name: str, cluster_name: pulumi.Input[str]) -> aws.sqs.Queue:
         child = pulumi.ResourceOptions(parent=self)
         queue = aws.sqs.Queue(
             f"{name}-interruption",
-            name=cluster.name,
+            name=cluster_name,
             message_retention_seconds=QUEUE_RETENTION_SECONDS,
             sqs_managed_sse_enabled=True,
             opts=child,
@@ -168,7 +173,7 @@ class Karpenter(pulumi.ComponentResource):
             rule = aws.cloudwatch.EventRule(
                 f"{name}-{event}",
                 description=pulumi.Output.concat(
-                    "Karpenter interruption events (", detail_type, ") for ", cluster.name
+                    "Karpenter interruption events (", detail_type, ") for ", cluster_name
                 ),
                 event_pattern=json.dumps({"source": [source], "detail-type": [detail_type]}),
                 opts=child,
@@ -184,7 +189,7 @@ class Karpenter(pulumi.ComponentResource):
         return queue
 
     def _controller_role(
-        self, name: str, cluster: Cluster, cfg: StackConfig
+        self, name: str, cluster: Cluster, cluster_name: pulumi.Input[str], cfg: StackConfig
     ) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
@@ -196,7 +201,7 @@ class Karpenter(pulumi.ComponentResource):
             "partition": cluster.partition,
             "region": cfg.region,
             "account_id": cluster.account_id,
-            "cluster_name": cluster.name,
+            "cluster_name": cluster_name,
             "node_role_arn": self.node_role.arn,
             "queue_arn": self.queue.arn,
         }
@@ -204,7 +209,7 @@ class Karpenter(pulumi.ComponentResource):
         for policy in CONTROLLER_POLICIES:
             managed = aws.iam.Policy(
                 f"{name}-controller-{policy}",
-                description=pulumi.Output.concat("Karpenter controller (", policy, ") for ", cluster.name),
+                description=pulumi.Output.concat("Karpenter controller (", policy, ") for ", cluster_name),
                 policy=render_policy(controller_policy_file(policy), **placeholders),
                 opts=child,
             )
@@ -216,13 +221,20 @@ class Karpenter(pulumi.ComponentResource):
         return role, attachments
 
 
-def _chart_values(
-    cluster_name: pulumi.Input[str], queue_name: pulumi.Input[str], region: str
-) -> dict[str, pulumi.Input]:
+def _chart_values(cluster_name: pulumi.Input[str], queue_name: pulumi.Input[str], cfg: StackConfig) -> dict[str, Any]:
+    region = cfg.region
     return {
         "settings": {
             "clusterName": cluster_name,
             "interruptionQueue": queue_name,
+            "featureGates": {
+                # Replace a node whose GPU fails: AcceleratedHardwareReady=False (set by the eks-node-monitoring-agent
+                # add-on) for 10 minutes; stops while more than 20% of a pool is unhealthy (Karpenter docs,
+                # concepts/disruption.md, Node Repair). Alpha in 1.14, off by default.
+                "nodeRepair": True,
+                # NodeOverlays tell Karpenter about time-sliced GPUs (infra/gpu/pools.py); only when a pool uses them.
+                "nodeOverlay": uses_node_overlays(cfg),
+            },
         },
         # Pod Identity binds the role to this exact name; the chart would otherwise derive it from the release.
         "serviceAccount": {"name": SERVICE_ACCOUNT},

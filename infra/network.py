@@ -20,6 +20,8 @@ from infra.zones import MAX_ZONES, Zone, ZonePlan
 
 MAX_AZS = MAX_ZONES
 DISCOVERY_TAG = "karpenter.sh/discovery"
+# ECR's interface endpoints (ecrInterfaceEndpoints): the API (auth tokens, manifests) and the Docker registry API.
+ECR_INTERFACE_SERVICES = ("ecr.api", "ecr.dkr")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class NetworkArgs:
     vpc_cidr: str
     region: str
     zones: ZonePlan
+    ecr_interface_endpoints: bool = False
+    """Interface endpoints ecr.api and ecr.dkr (ecrInterfaceEndpoints): ECR API calls skip the NAT too."""
 
 
 class Network(pulumi.ComponentResource):
@@ -140,6 +144,8 @@ class Network(pulumi.ComponentResource):
             tags=self._tags("s3"),
             opts=child,
         )
+        if args.ecr_interface_endpoints:
+            self._ecr_endpoints(name, vpc, private_ids)
 
         self.private_subnet_ids = private_ids
         self.public_subnet_ids = public_ids
@@ -152,6 +158,34 @@ class Network(pulumi.ComponentResource):
                 "intra_subnet_ids": intra_ids,
             }
         )
+
+    def _ecr_endpoints(self, name: str, vpc: aws.ec2.Vpc, subnet_ids: list[pulumi.Output[str]]) -> None:
+        """ECR's API and registry endpoints in the private subnets, with private DNS: nodes resolve the usual ECR
+        names to them. Layers still come from S3, through the gateway endpoint above."""
+        child = pulumi.ResourceOptions(parent=self)
+        group = aws.ec2.SecurityGroup(
+            f"{name}-ecr-endpoints",
+            vpc_id=vpc.id,
+            description="HTTPS from the VPC to the ECR interface endpoints",
+            ingress=[
+                {"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [self._args.vpc_cidr]}
+            ],
+            egress=[],  # endpoints only answer; replies need no egress rule
+            tags=self._tags("ecr-endpoints"),
+            opts=child,
+        )
+        for service in ECR_INTERFACE_SERVICES:
+            aws.ec2.VpcEndpoint(
+                f"{name}-{service.replace('.', '-')}",
+                vpc_id=vpc.id,
+                service_name=f"com.amazonaws.{self._args.region}.{service}",
+                vpc_endpoint_type="Interface",
+                private_dns_enabled=True,
+                subnet_ids=subnet_ids,
+                security_group_ids=[group.id],
+                tags=self._tags(service),
+                opts=child,
+            )
 
     def _tags(self, role: str, extra: dict | None = None) -> pulumi.Output[dict[str, str]]:
         return pulumi.Output.from_input(self._args.cluster_name).apply(

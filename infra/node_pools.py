@@ -1,7 +1,8 @@
 """Node pools: Karpenter EC2NodeClasses (Bottlerocket, SOCI parallel pulls, RAID0) and NodePools (general, GPU).
 
 The specs are built by pure functions (`nodeclass_spec`, `nodepool_spec`) that the component and the tests share.
-Bottlerocket settings live in `nodeclasses/<class>.toml`; the program only overlays the SOCI stack config on them.
+Bottlerocket settings live in `nodeclasses/<default|gpu>.toml`; the program overlays the SOCI stack config and a GPU
+pool's device sharing on them. GPU pools come from config (infra/gpu/pools.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ import pulumi
 import tomli_w
 from pulumi_kubernetes.apiextensions import CustomResource
 
-from infra.config import PROJECT, StackConfig
+from infra.config import LEGACY_GPU_POOL, PROJECT, StackConfig
+from infra.gpu.pools import (
+    GPU_CLASS,
+    NODEOVERLAY_API_VERSION,
+    capacity_reservation_terms,
+    device_plugin_settings,
+    gpu_classes,
+    gpu_pool_spec,
+    node_overlays,
+)
 from infra.network import DISCOVERY_TAG
 
 if TYPE_CHECKING:
@@ -28,15 +38,12 @@ NODECLASS_API_VERSION = "karpenter.k8s.aws/v1"
 NODEPOOL_API_VERSION = "karpenter.sh/v1"
 
 DEFAULT_CLASS = "default"
-GPU_CLASS = "gpu"
-NODE_CLASSES = (DEFAULT_CLASS, GPU_CLASS)
 DEFAULT_POOL = "default"
-GPU_POOL = "gpu-spot"
-# Pool -> the EC2NodeClass it launches with.
+GPU_POOL = LEGACY_GPU_POOL
+# The default plan (no gpuPools): classes, and pool -> the EC2NodeClass it launches with.
+NODE_CLASSES = (DEFAULT_CLASS, GPU_CLASS)
 NODE_POOLS = {DEFAULT_POOL: DEFAULT_CLASS, GPU_POOL: GPU_CLASS}
 
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 SOCI_PARALLEL_PULL = ("container-runtime-plugins", "soci-snapshotter", "parallel-pull-unpack")
 
 # Bottlerocket's own layout: /dev/xvda holds the OS image, /dev/xvdb the data volume (images, kubelet, logs).
@@ -81,7 +88,7 @@ class SociTuning:
 
     @classmethod
     def from_config(cls, cfg: StackConfig, node_class: str) -> SociTuning:
-        if node_class == GPU_CLASS:
+        if is_gpu_class(node_class):
             return cls(
                 cfg.soci_gpu_downloads_per_image,
                 cfg.soci_gpu_chunk_size,
@@ -105,22 +112,32 @@ class SociTuning:
         }
 
 
+def is_gpu_class(node_class: str) -> bool:
+    return node_class == GPU_CLASS or node_class.startswith(f"{GPU_CLASS}-")
+
+
 def nodeclass_settings_file(node_class: str) -> Path:
-    return NODECLASS_DIR / f"{node_class}.toml"
+    """Every GPU class (`gpu`, `gpu-<pool>`) starts from nodeclasses/gpu.toml."""
+    return NODECLASS_DIR / f"{GPU_CLASS if is_gpu_class(node_class) else node_class}.toml"
 
 
-def bottlerocket_settings(node_class: str, tuning: SociTuning) -> dict[str, Any]:
-    """The node class's TOML file with the SOCI tuning from config laid over it."""
+def bottlerocket_settings(
+    node_class: str, tuning: SociTuning, device_plugin: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The node class's TOML file with the SOCI tuning from config laid over it, and a GPU pool's device sharing
+    (`settings.kubelet-device-plugins.nvidia`; Karpenter passes settings other than `kubernetes` through)."""
     document = tomllib.loads(nodeclass_settings_file(node_class).read_text(encoding="utf-8"))
     table = document["settings"]
     for key in SOCI_PARALLEL_PULL:
         table = table.setdefault(key, {})
     table.update(tuning.as_settings())
+    if device_plugin:
+        document["settings"].setdefault("kubelet-device-plugins", {})["nvidia"] = device_plugin
     return document
 
 
-def bottlerocket_user_data(node_class: str, tuning: SociTuning) -> str:
-    return tomli_w.dumps(bottlerocket_settings(node_class, tuning))
+def bottlerocket_user_data(node_class: str, tuning: SociTuning, device_plugin: dict[str, Any] | None = None) -> str:
+    return tomli_w.dumps(bottlerocket_settings(node_class, tuning, device_plugin))
 
 
 def _ebs(volume_size: str, iops: int, throughput: int, **extra: Any) -> dict[str, Any]:
@@ -137,7 +154,7 @@ def _ebs(volume_size: str, iops: int, throughput: int, **extra: Any) -> dict[str
 
 def block_device_mappings(node_class: str, cfg: StackConfig) -> list[dict[str, Any]]:
     os_volume = {"deviceName": OS_DEVICE, "ebs": _ebs(f"{OS_VOLUME_GIB}Gi", iops=3000, throughput=125)}
-    if node_class == GPU_CLASS:
+    if is_gpu_class(node_class):
         cache = (
             {"snapshotID": cfg.gpu_image_cache_snapshot_id, "volumeInitializationRate": SNAPSHOT_INITIALIZATION_RATE}
             if cfg.gpu_image_cache_snapshot_id
@@ -157,7 +174,7 @@ def instance_store_policy(node_class: str, cfg: StackConfig) -> dict[str, str]:
     Bottlerocket >= 1.46 binds the SOCI directory too): a snapshot's images on the data volume would be hidden.
     Karpenter writes that bootstrap itself, so there are no hand-written ephemeral-storage settings.
     """
-    if node_class == GPU_CLASS and cfg.gpu_image_cache_snapshot_id:
+    if is_gpu_class(node_class) and cfg.gpu_image_cache_snapshot_id:
         return {}
     return {"instanceStorePolicy": "RAID0"}
 
@@ -172,8 +189,10 @@ def stack_tags(cluster_name: str, stack: str, node_class: str) -> dict[str, str]
 
 
 def nodeclass_spec(node_class: str, cfg: StackConfig, *, cluster_name: str, role_name: str, stack: str) -> dict:
-    """The spec of the EC2NodeClass `node_class` ("default" or "gpu")."""
+    """The spec of the EC2NodeClass `node_class` ("default", "gpu" or "gpu-<pool>")."""
     discovery = [{"tags": {DISCOVERY_TAG: cluster_name}}]
+    pool = gpu_classes(cfg).get(node_class)  # the pool whose own settings this class carries, if any
+    reservations = capacity_reservation_terms(pool)
     return {
         "role": role_name,
         # The pinned alias must be the only term: `@latest` would drift every node on each Bottlerocket release.
@@ -189,9 +208,16 @@ def nodeclass_spec(node_class: str, cfg: StackConfig, *, cluster_name: str, role
         },
         "blockDeviceMappings": block_device_mappings(node_class, cfg),
         **instance_store_policy(node_class, cfg),
-        "userData": bottlerocket_user_data(node_class, SociTuning.from_config(cfg, node_class)),
+        "userData": bottlerocket_user_data(
+            node_class, SociTuning.from_config(cfg, node_class), device_plugin_settings(pool)
+        ),
+        **({"capacityReservationSelectorTerms": reservations} if reservations else {}),
         "tags": stack_tags(cluster_name, stack, node_class),
     }
+
+
+def node_class_names(cfg: StackConfig) -> list[str]:
+    return [DEFAULT_CLASS, *gpu_classes(cfg)]
 
 
 def _requirement(key: str, operator: str, *values: str) -> dict[str, Any]:
@@ -227,42 +253,12 @@ def default_pool_spec(cfg: StackConfig) -> dict:
     }
 
 
-def gpu_pool_spec(cfg: StackConfig) -> dict:
-    return {
-        "template": {
-            "spec": {
-                "nodeClassRef": _node_class_ref(GPU_CLASS),
-                "requirements": [
-                    _requirement("node.kubernetes.io/instance-type", "In", *cfg.gpu_instance_types),
-                    _requirement("karpenter.sh/capacity-type", "In", *cfg.gpu_capacity_types),
-                    _requirement("kubernetes.io/arch", "In", "amd64"),
-                    _requirement("kubernetes.io/os", "In", "linux"),
-                ],
-                "taints": [dict(GPU_TAINT)],
-                # A GPU job may run for days; expiry would force-drain it. Nodes still roll: they are removed
-                # once empty, and replacements get the current AMI.
-                "expireAfter": "Never",
-            }
-        },
-        "limits": {GPU_RESOURCE: cfg.gpu_limit},
-        "disruption": {
-            # Only empty nodes are removed, and only after the configured idle time (longer than a cold pull).
-            "consolidationPolicy": "WhenEmpty",
-            "consolidateAfter": cfg.gpu_consolidate_after,
-            "budgets": [
-                # Busy nodes are never voluntarily disrupted, even if the policy or the AMI changes.
-                {"nodes": "0", "reasons": ["Underutilized", "Drifted"]},
-                # An idle GPU node is pure cost: remove every one that has been empty for consolidateAfter.
-                {"nodes": "100%", "reasons": ["Empty"]},
-            ],
-        },
-    }
-
-
 def nodepool_spec(pool: str, cfg: StackConfig) -> dict:
-    """The spec of the NodePool `pool` ("default" or "gpu-spot")."""
-    builders = {DEFAULT_POOL: default_pool_spec, GPU_POOL: gpu_pool_spec}
-    return builders[pool](cfg)
+    """The spec of the NodePool `pool`: "default", or a GPU pool of the config (the seed's "gpu-spot" by default)."""
+    if pool == DEFAULT_POOL:
+        return default_pool_spec(cfg)
+    (gpu_pool,) = [p for p in cfg.effective_gpu_pools if p.name == pool]
+    return gpu_pool_spec(gpu_pool, cfg)
 
 
 def manifest(api_version: str, kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -284,6 +280,7 @@ class NodePools(pulumi.ComponentResource):
 
     node_classes: dict[str, CustomResource]
     node_pools: dict[str, CustomResource]
+    node_overlays: dict[str, CustomResource]
 
     def __init__(self, name: str, args: NodePoolsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("eks-gpu-spot:index:NodePools", name, None, opts)
@@ -294,7 +291,7 @@ class NodePools(pulumi.ComponentResource):
         controller = [karpenter.crd_release, karpenter.release, args.teardown]
 
         self.node_classes = {}
-        for node_class in NODE_CLASSES:
+        for node_class in node_class_names(cfg):
             spec = pulumi.Output.all(args.cluster.name, karpenter.node_role.name).apply(
                 lambda names, node_class=node_class: nodeclass_spec(
                     node_class, cfg, cluster_name=names[0], role_name=names[1], stack=stack
@@ -315,7 +312,11 @@ class NodePools(pulumi.ComponentResource):
             )
 
         self.node_pools = {}
-        for pool, node_class in NODE_POOLS.items():
+        pool_classes = {DEFAULT_POOL: DEFAULT_CLASS} | {
+            pool.name: nodepool_spec(pool.name, cfg)["template"]["spec"]["nodeClassRef"]["name"]
+            for pool in cfg.effective_gpu_pools
+        }
+        for pool, node_class in pool_classes.items():
             self.node_pools[pool] = CustomResource(
                 f"{name}-{pool}-pool",
                 api_version=NODEPOOL_API_VERSION,
@@ -330,4 +331,25 @@ class NodePools(pulumi.ComponentResource):
                 ),
             )
 
-        self.register_outputs({"node_classes": list(NODE_CLASSES), "node_pools": list(NODE_POOLS)})
+        # Time-sliced pools: what each node offers in GPU slices, for Karpenter's scheduling simulation.
+        self.node_overlays = {}
+        for gpu_pool in cfg.effective_gpu_pools:
+            for overlay, spec in node_overlays(gpu_pool):
+                self.node_overlays[overlay] = CustomResource(
+                    f"{name}-{overlay}-overlay",
+                    api_version=NODEOVERLAY_API_VERSION,
+                    kind="NodeOverlay",
+                    metadata={"name": overlay},
+                    spec=spec,
+                    opts=pulumi.ResourceOptions(
+                        parent=self, provider=args.cluster.k8s_provider, depends_on=controller
+                    ),
+                )
+
+        self.register_outputs(
+            {
+                "node_classes": list(self.node_classes),
+                "node_pools": list(self.node_pools),
+                "node_overlays": list(self.node_overlays),
+            }
+        )

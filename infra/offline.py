@@ -166,11 +166,18 @@ class OfflineMocks(pulumi_mocks.Mocks):
                 "endpoint": f"ec2.{self.region}.amazonaws.com",
                 "description": "offline",
             },
+            "aws:secretsmanager/getSecret:getSecret": self._secret,
         }
         handler = handlers.get(args.token)
         if handler is None:
             raise NotImplementedError(f"the offline engine does not answer invoke {args.token}; teach infra/offline.py")
         return handler(args.args)
+
+    def _secret(self, args: dict) -> dict:
+        """A secret of this account and region; Secrets Manager ARNs end in '-' and 6 random characters."""
+        name = args.get("name") or str(args.get("arn", "")).split(":secret:")[-1]
+        arn = f"arn:aws:secretsmanager:{self.region}:{ACCOUNT_ID}:secret:{name}-OFFLIN"
+        return {"arn": arn, "id": arn, "name": name, "region": self.region}
 
     def _availability_zones(self, _: dict) -> dict:
         zones = OFFLINE["availability_zones"][self.region]  # name -> zone ID, as one account sees them

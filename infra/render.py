@@ -2,8 +2,9 @@
 
     uv run python -m infra.render --stack dev --out DIR [--config-file PATH] [--chart-dir CHARTS]
 
-Writes DIR/resources.json (every registered resource), DIR/kubernetes/*.yaml (every Kubernetes object the
-program would apply) and DIR/helm/*.yaml (every Helm release). Bad config: exit 2, one message, nothing written.
+Writes DIR/resources.json (every registered resource), DIR/outputs.json (the stack outputs), DIR/kubernetes/*.yaml
+(every Kubernetes object the program would apply) and DIR/helm/*.yaml (every Helm release). Bad config: exit 2, one
+message, nothing written.
 With --chart-dir, also DIR/charts/<release>.yaml from the real `helm template` (see infra/charts.py).
 """
 
@@ -27,6 +28,7 @@ from infra.config import ConfigError, parse_config
 ROOT = Path(__file__).resolve().parent.parent
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 SUBNET = "aws:ec2/subnet:Subnet"
+UNKNOWN = "[unknown]"  # an output value the offline engine cannot know
 
 
 class StackFileError(ValueError):
@@ -65,6 +67,8 @@ def write_outputs(run: Any, out: Path) -> None:
     (out / "kubernetes").mkdir(parents=True)
     (out / "helm").mkdir()
     (out / "resources.json").write_text(json.dumps([r.as_json() for r in run.registrations], indent=2) + "\n")
+    write_critical_path(run, out)
+    write_stack_outputs(run, out)
     for release in run.of_type(HELM_RELEASE):
         inputs = release.inputs
         repository, chart = _split_chart(inputs.get("chart", ""), (inputs.get("repositoryOpts") or {}).get("repo"))
@@ -111,7 +115,58 @@ def summary(run: Any, stack: str, region: str) -> str:
     lines += [f"  {type_:<{width}}  {n:>3}" for type_, n in sorted(counts.items())]
     lines.append(f"  {'total':<{width}}  {sum(counts.values()):>3}")
     lines += zone_lines(run)
+    lines += critical_path_lines(run)
+    lines += access_lines(run)
     return "\n".join(lines)
+
+
+def gpu_pool_lines(cfg: Any) -> list[str]:
+    """Per GPU pool: the catalog's instance types its requirements match today, and those without local NVMe."""
+    from infra.gpu.catalog import CATALOG
+    from infra.gpu.pools import node_class_of
+
+    lines = ["GPU pools (instance types their requirements match in infra/data/gpu_catalog.json today):"]
+    for pool in cfg.effective_gpu_pools:
+        types = pool.matched_types
+        sharing = f"; time-sliced x{pool.time_slicing_replicas}" if pool.time_slicing_replicas else ""
+        sharing += "; MIG" if pool.mig_profile else ""
+        lines.append(
+            f"  {pool.name} (class {node_class_of(pool)}; {', '.join(pool.capacity_types)}; "
+            f"at most {pool.gpu_limit} GPUs{sharing}): {len(types)} types: {', '.join(types)}"
+        )
+        no_nvme = [t for t in types if not CATALOG[t].local_nvme_gib]
+        if no_nvme:
+            lines.append(
+                f"    no local NVMe: {', '.join(no_nvme)}: their images live on the EBS data volume "
+                f"(gpuDataVolumeSize = {cfg.gpu_data_volume_size} GiB), so size it for your images"
+            )
+    return lines
+
+
+def write_stack_outputs(run: Any, out: Path) -> None:
+    """OUT/outputs.json: the stack outputs as `pulumi stack output --json` would show them; secret outputs (kubeconfig)
+    as "[secret]", values unknown offline as "[unknown]". Ids, ARNs and the account are placeholders."""
+    from infra.offline import SECRET
+
+    def shown(name: str, value: Any) -> Any:
+        return SECRET if name in run.secret_outputs else UNKNOWN if value is None else value
+
+    document = {name: shown(name, value) for name, value in sorted(run.outputs.items())}
+    (out / "outputs.json").write_text(json.dumps(document, indent=2) + "\n")
+
+
+def write_critical_path(run: Any, out: Path) -> None:
+    """OUT/critical-path.json: the estimated wall time of a first `pulumi up` and its chain (infra/critical_path.py)."""
+    from infra.critical_path import critical_path
+
+    document = critical_path(run.registrations).as_json()
+    (out / "critical-path.json").write_text(json.dumps(document, indent=2) + "\n")
+
+
+def critical_path_lines(run: Any) -> list[str]:
+    from infra.critical_path import critical_path, summary_lines
+
+    return summary_lines(critical_path(run.registrations))
 
 
 def zone_lines(run: Any) -> list[str]:
@@ -128,6 +183,30 @@ def zone_lines(run: Any) -> list[str]:
         for zone in nodes
         if zone not in control_plane
     ]
+    return lines
+
+
+def access_lines(run: Any) -> list[str]:
+    """Who can use the cluster (access entries of infra/access.py) and whether its API endpoint is private only,
+    read from the registered resources."""
+    from infra.access import LEVELS
+
+    entries = [r for r in run.of_type("aws:eks/accessEntry:AccessEntry") if r.inputs.get("type") == "STANDARD"]
+    levels = Counter(
+        LEVELS.get(str(r.inputs.get("policyArn", "")).rsplit("/", 1)[-1], "other")
+        for r in run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    )
+    if entries:
+        granted = ", ".join(f"{n} {level}" for level, n in levels.items())
+        lines = [f"Access: the deployer (cluster admin) and {len(entries)} access entries ({granted})"]
+    else:
+        lines = ["Access: only the deployer (cluster admin); clusterAdmins and clusterViewers add others (README)"]
+    clusters = run.of_type("eks:index:Cluster")
+    if clusters and clusters[0].inputs.get("endpointPublicAccess") is False:
+        lines.append(
+            "API endpoint: private only: Helm releases and Karpenter objects can only be applied from inside the VPC "
+            "(see README, Private API endpoint)"
+        )
     return lines
 
 
@@ -156,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     write_outputs(run, out)
     print(summary(run, args.stack, cfg.region))
-    print(f"Wrote {out}/resources.json, {out}/kubernetes/, {out}/helm/")
+    print("\n".join(gpu_pool_lines(cfg)))
+    print(f"Wrote {out}/resources.json, {out}/critical-path.json, {out}/outputs.json, {out}/kubernetes/, {out}/helm/")
     if args.chart_dir is not None:  # infra/charts.py: what each problem prints and which ones fail the run
         return render_charts(out, args.chart_dir, kube_version=cfg.kubernetes_version)
     return 0

@@ -7,9 +7,11 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
+from infra.access import ClusterAccess, ClusterAccessArgs
 from infra.cluster import Cluster, ClusterArgs
 from infra.config import StackConfig
 from infra.destroy_hook import cleanup_hook
+from infra.image_cache import ImageCache, ImageCacheArgs
 from infra.karpenter import Karpenter, KarpenterArgs
 from infra.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from infra.network import Network, NetworkArgs
@@ -26,15 +28,39 @@ def build_stack(cfg: StackConfig) -> dict[str, Any]:
     cluster_name = suffix.result.apply(lambda s: f"{cfg.cluster_name_prefix}-{s}")
 
     network = Network(
-        "network", NetworkArgs(cluster_name=cluster_name, vpc_cidr=cfg.vpc_cidr, region=cfg.region, zones=zones)
+        "network",
+        NetworkArgs(
+            cluster_name=cluster_name,
+            vpc_cidr=cfg.vpc_cidr,
+            region=cfg.region,
+            zones=zones,
+            ecr_interface_endpoints=cfg.ecr_interface_endpoints,
+        ),
     )
     cluster = Cluster("cluster", ClusterArgs(cluster_name=cluster_name, config=cfg, network=network))
+    ClusterAccess("access", ClusterAccessArgs(cluster=cluster, config=cfg))  # clusterAdmins, clusterViewers, ...
     teardown = teardown_anchor(cluster, cfg.region)
-    karpenter = Karpenter("karpenter", KarpenterArgs(cluster=cluster, config=cfg, teardown=teardown))
+    karpenter = Karpenter(
+        "karpenter", KarpenterArgs(cluster=cluster, config=cfg, teardown=teardown, cluster_name=cluster_name)
+    )
     NodePools("node-pools", NodePoolsArgs(cluster=cluster, karpenter=karpenter, config=cfg, teardown=teardown))
     LoadBalancerController(
         "lb-controller",
         LoadBalancerControllerArgs(cluster=cluster, network=network, config=cfg, teardown=teardown),
+    )
+    # ECR pull-through cache (imageCache, imageCacheCredentials): upstream registry -> private ECR prefix.
+    image_cache = (
+        ImageCache(
+            "image-cache",
+            ImageCacheArgs(
+                config=cfg,
+                partition=cluster.partition,
+                account_id=cluster.account_id,
+                node_roles={"system": cluster.system_node_role, "karpenter": karpenter.node_role},
+            ),
+        )
+        if cfg.image_cache
+        else None
     )
 
     return {
@@ -49,6 +75,7 @@ def build_stack(cfg: StackConfig) -> dict[str, Any]:
         "vpc_id": network.vpc_id,
         "private_subnet_ids": network.private_subnet_ids,
         "karpenter_interruption_queue": karpenter.queue.name,
+        "image_cache": image_cache.registries if image_cache else {},
     }
 
 

@@ -29,6 +29,7 @@ from celpy import celtypes
 CRD_FILES = {
     ("karpenter.sh/v1", "NodePool"): "karpenter.sh_nodepools.yaml",
     ("karpenter.k8s.aws/v1", "EC2NodeClass"): "karpenter.k8s.aws_ec2nodeclasses.yaml",
+    ("karpenter.sh/v1alpha1", "NodeOverlay"): "karpenter.sh_nodeoverlays.yaml",
 }
 
 

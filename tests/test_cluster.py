@@ -102,15 +102,17 @@ def test_node_group_waits_for_the_nat_route_and_node_addons(stack):
         assert stack.depends_on(group, stack.one(ADDON, f"cluster-{addon}"))
 
 
-def test_four_addons_with_coredns_after_the_node_group(stack):
+def test_five_addons_with_coredns_and_node_monitoring_after_the_node_group(stack):
     addons = {r.inputs["addonName"]: r for r in stack.of_type(ADDON)}
-    assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent"}
+    assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent", "eks-node-monitoring-agent"}
+    assert addons["eks-node-monitoring-agent"].inputs["addonVersion"] == "v1.6.1-eksbuild.1"
     # Pinned per Kubernetes version (infra/data/eks_addons.json), never resolved at deploy time.
     assert addons["coredns"].inputs["addonVersion"] == "v1.12.1-eksbuild.2"
     assert addons["kube-proxy"].inputs["addonVersion"] == "v1.33.3-eksbuild.4"
     assert all(a.inputs["clusterName"] == stack.outputs["cluster_name"] for a in addons.values())
     group = stack.one(NODE_GROUP)
     assert stack.depends_on(addons["coredns"], group)
+    assert stack.depends_on(addons["eks-node-monitoring-agent"], group)
     assert not any(stack.depends_on(addons[a], group) for a in ADDONS_BEFORE_NODES)
 
 

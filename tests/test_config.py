@@ -67,7 +67,6 @@ BAD_INPUTS = [
     ("gpuInstanceTypes", "[]", ["must not be empty"]),
     ("gpuInstanceTypes", "", ["must not be empty"]),
     ("gpuInstanceTypes", '["p5.48xlarge",', ["not a valid JSON list"]),
-    ("gpuInstanceTypes", "[1, 2]", ["valid string"]),
     ("availabilityZones", "use1-az1", ["pins one zone", "at least two"]),
     ("addonVersions", "coredns", ["JSON object"]),
     ("kubernetesVersion", "1.20", ["not supported", "1.33"]),
@@ -108,6 +107,7 @@ BAD_ITEMS = [
     ("publicAccessCidrs", "1.2.3.4/40", "[0]", "1.2.3.4/40", ["not an IPv4 CIDR"]),
     ("publicAccessCidrs", "10.0.0.0/8,203.0.113.7/24", "[1]", "203.0.113.7/24", ["host bits zero"]),
     ("availabilityZones", "use1-az1,us-east-1a", "[1]", "us-east-1a", ["not a zone ID", "use1-az1"]),
+    ("gpuInstanceTypes", '["p5.48xlarge", 2]', "[1]", 2, ["valid string"]),
     # Entries of a map: `key.name`.
     ("addonVersions", '{"corends": "v1.12.4-eksbuild.1"}', ".corends", "v1.12.4-eksbuild.1", ["coredns, eks-node"]),
     (

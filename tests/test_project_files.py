@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import typing
 
 import yaml
+from pydantic import BaseModel
 
 from infra.config import REGION_KEY, StackConfig, parse_config
 from infra.render import read_stack_file
@@ -15,6 +17,12 @@ PULUMI_TYPES = {bool: "boolean", int: "integer", str: "string", tuple: "array"}
 # Pulumi's project schema has no object type (sdk/go/common/workspace/project.json: string, integer, boolean,
 # array): maps and lists of objects are declared without `type`, and only the program validates them.
 SCHEMA_TYPES = {"string", "integer", "boolean", "array"}
+
+
+def is_structured(field) -> bool:
+    """A map, or a list of objects (gpuPools): declared without `type`."""
+    items = typing.get_args(field.annotation)
+    return isinstance(field.default, dict) or any(isinstance(i, type) and issubclass(i, BaseModel) for i in items)
 
 
 def model_keys() -> dict:
@@ -37,7 +45,7 @@ def test_every_model_key_is_declared_with_type_description_and_the_same_default(
             continue
         default = list(field.default) if isinstance(field.default, tuple) else field.default
         assert entry["default"] == default, key
-        if isinstance(field.default, dict):
+        if is_structured(field):
             assert "type" not in entry, key
             continue
         assert entry["type"] == PULUMI_TYPES[type(field.default)], key

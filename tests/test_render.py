@@ -113,3 +113,14 @@ def test_helm_folder_holds_every_release_with_repository_chart_and_version(dev_r
     assert releases["karpenter-crd"]["chart"] == "karpenter-crd"
     assert releases["aws-load-balancer-controller"]["repository"] == "https://aws.github.io/eks-charts"
     assert all(r["namespace"] == "kube-system" and r["version"] for r in releases.values())
+
+
+def test_dev_render_prints_and_writes_the_critical_path(dev_render):
+    result, out = dev_render
+    document = json.loads((out / "critical-path.json").read_text())
+    assert set(document) == {"estimate_seconds", "path"} and document["estimate_seconds"] > 0
+    assert [set(step) for step in document["path"]] == [{"urn", "type", "seconds"}] * len(document["path"])
+    assert sum(step["seconds"] for step in document["path"]) == document["estimate_seconds"]
+    minutes = f"{document['estimate_seconds'] / 60:.1f} min"
+    assert f"Critical path of a first `pulumi up` (estimate): {minutes}" in result.stdout
+    assert "eks:index:Cluster" in result.stdout.split("Critical path")[1]

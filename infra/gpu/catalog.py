@@ -1,0 +1,88 @@
+"""The NVIDIA instance-type catalog (infra/data/gpu_catalog.json, generated from Karpenter's own reference) and an
+evaluator of Karpenter requirements against it: what a pool's requirements match today.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_DATA = Path(__file__).resolve().parent.parent / "data"
+_AWS = json.loads((_DATA / "aws_catalog.json").read_text())
+GPU_MEMORY_REPORTED_FRACTION: float = _AWS["gpu_memory_reported_fraction"]
+LABEL = "karpenter.k8s.aws/instance-"
+
+
+@dataclass(frozen=True)
+class GpuType:
+    name: str
+    family: str
+    gpu_name: str
+    gpu_count: int
+    gpu_memory_mib: int
+    vcpu: int
+    memory_mib: int
+    local_nvme_gib: int
+    arch: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels Karpenter gives this type (the ones GPU pools select on)."""
+        return {
+            "node.kubernetes.io/instance-type": self.name,
+            "kubernetes.io/arch": self.arch,
+            "kubernetes.io/os": "linux",
+            f"{LABEL}family": self.family,
+            f"{LABEL}gpu-name": self.gpu_name,
+            f"{LABEL}gpu-manufacturer": "nvidia",
+            f"{LABEL}gpu-count": str(self.gpu_count),
+            f"{LABEL}gpu-memory": str(self.gpu_memory_mib),
+            f"{LABEL}cpu": str(self.vcpu),
+            f"{LABEL}memory": str(self.memory_mib),
+            **({f"{LABEL}local-nvme": str(self.local_nvme_gib)} if self.local_nvme_gib else {}),
+        }
+
+
+CATALOG: dict[str, GpuType] = {
+    name: GpuType(name=name, **fields)
+    for name, fields in json.loads((_DATA / "gpu_catalog.json").read_text())["instance_types"].items()
+}
+GPU_NAMES: tuple[str, ...] = tuple(sorted({t.gpu_name for t in CATALOG.values()}))
+GPU_FAMILIES: tuple[str, ...] = tuple(sorted({t.family for t in CATALOG.values()}))
+
+
+def reported_memory_floor_mib(sold_gib: int) -> int:
+    """The `instance-gpu-memory` value (MiB) above which a GPU sold with `sold_gib` GiB reports (Gt operand)."""
+    return math.floor(sold_gib * 1024 * GPU_MEMORY_REPORTED_FRACTION)
+
+
+def requirement_holds(requirement: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Karpenter's (Kubernetes node-selector) semantics of one requirement against one type's labels."""
+    key, operator, values = requirement["key"], requirement["operator"], requirement.get("values", [])
+    value = labels.get(key)
+    if operator == "In":
+        return value in values
+    if operator == "NotIn":
+        return value not in values
+    if operator == "Exists":
+        return value is not None
+    if operator == "DoesNotExist":
+        return value is None
+    if value is None:
+        return False
+    bound = int(values[0])
+    return {"Gt": int(value) > bound, "Lt": int(value) < bound, "Gte": int(value) >= bound, "Lte": int(value) <= bound}[
+        operator
+    ]
+
+
+def matching_types(requirements: Iterable[Mapping[str, Any]], catalog: Mapping[str, GpuType] = CATALOG) -> list[str]:
+    """Names of the catalog's types that satisfy every requirement (labels the catalog lacks, such as the capacity
+    type, are not instance-type properties and are skipped)."""
+    known = {key for t in catalog.values() for key in t.labels} | {f"{LABEL}local-nvme"}
+    relevant = [r for r in requirements if r["key"] in known]
+    return sorted(n for n, t in catalog.items() if all(requirement_holds(r, t.labels) for r in relevant))

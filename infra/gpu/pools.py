@@ -1,0 +1,128 @@
+"""GPU NodePools, their node classes' GPU-specific settings, and time-slicing NodeOverlays, from `GpuPool` config.
+
+Every GPU pool keeps the seed's protections: taint `nvidia.com/gpu=true:NoSchedule`, WhenEmpty consolidation, no
+voluntary disruption of busy nodes, `expireAfter: Never`. Pools share the node class `gpu` unless their node
+settings differ (device sharing in user data, capacity reservations): then the pool gets its own class `gpu-<pool>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.config import GpuPool, StackConfig
+from infra.gpu.catalog import CATALOG, LABEL
+from infra.gpu.selection import platform_requirements, requirement, selection_requirements
+
+GPU_CLASS = "gpu"
+GPU_RESOURCE = "nvidia.com/gpu"
+# Bottlerocket's time-slicing with rename-by-default (its default) advertises each GPU's slices as this resource, a
+# new extended resource next to nvidia.com/gpu (bottlerocket settings docs, 1.25.x kubelet-device-plugins).
+SHARED_GPU_RESOURCE = "nvidia.com/gpu.shared"
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
+CAPACITY_TYPE = "karpenter.sh/capacity-type"
+NODEOVERLAY_API_VERSION = "karpenter.sh/v1alpha1"
+
+
+def node_class_of(pool: GpuPool) -> str:
+    own_settings = pool.time_slicing_replicas or pool.mig_profile or "reserved" in pool.capacity_types
+    return f"{GPU_CLASS}-{pool.name}" if own_settings else GPU_CLASS
+
+
+def gpu_classes(cfg: StackConfig) -> dict[str, GpuPool | None]:
+    """GPU node class name -> the pool whose settings it carries (None for the shared class `gpu`)."""
+    classes: dict[str, GpuPool | None] = {}
+    for pool in cfg.effective_gpu_pools:
+        name = node_class_of(pool)
+        classes[name] = None if name == GPU_CLASS else pool
+    return classes
+
+
+def device_plugin_settings(pool: GpuPool | None) -> dict[str, Any]:
+    """Bottlerocket `settings.kubelet-device-plugins.nvidia` for a pool's GPU sharing (empty: one pod per GPU)."""
+    if pool is None:
+        return {}
+    if pool.time_slicing_replicas:
+        return {
+            "device-sharing-strategy": "time-slicing",
+            "time-slicing": {
+                "replicas": pool.time_slicing_replicas,
+                "rename-by-default": True,  # slices are nvidia.com/gpu.shared: a pod asks for a slice explicitly
+                "fail-requests-greater-than-one": True,  # more slices of one GPU would not be more GPU
+            },
+        }
+    if pool.mig_profile:
+        return {"device-partitioning-strategy": "mig", "mig": {"profile": dict(pool.mig_profile)}}
+    return {}
+
+
+def capacity_reservation_terms(pool: GpuPool | None) -> list[dict[str, Any]]:
+    """EC2NodeClass capacityReservationSelectorTerms: an id must be alone in its term (CRD rule); terms are ORed."""
+    if pool is None:
+        return []
+    terms: list[dict[str, Any]] = [{"id": reservation} for reservation in pool.capacity_reservation_ids]
+    if pool.capacity_reservation_tags:
+        terms.append({"tags": dict(pool.capacity_reservation_tags)})
+    return terms
+
+
+def gpu_pool_spec(pool: GpuPool, cfg: StackConfig) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "template": {
+            "spec": {
+                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class_of(pool)},
+                # Several capacity types in one pool: Karpenter prefers reserved, then Spot (price-capacity-
+                # optimized across every type and zone the requirements allow), then On-Demand.
+                # The seed's order (selection, capacity type, platform): the default plan stays unchanged.
+                "requirements": [
+                    *selection_requirements(pool),
+                    requirement(CAPACITY_TYPE, "In", *pool.capacity_types),
+                    *platform_requirements(),
+                ],
+                "taints": [dict(GPU_TAINT)],
+                # A GPU job may run for days; expiry would force-drain it. Nodes still roll: they are removed
+                # once empty, and replacements get the current AMI.
+                "expireAfter": "Never",
+            }
+        },
+        "limits": {GPU_RESOURCE: pool.gpu_limit},
+        "disruption": {
+            # Only empty nodes are removed, and only after the idle time (longer than a cold image pull).
+            "consolidationPolicy": "WhenEmpty",
+            "consolidateAfter": cfg.consolidate_after(pool),
+            "budgets": [
+                # Busy nodes are never voluntarily disrupted, even if the policy or the AMI changes.
+                {"nodes": "0", "reasons": ["Underutilized", "Drifted"]},
+                # An idle GPU node is pure cost: remove every one that has been empty for consolidateAfter.
+                {"nodes": "100%", "reasons": ["Empty"]},
+            ],
+        },
+    }
+    if pool.weight is not None:
+        spec["weight"] = pool.weight
+    return spec
+
+
+def node_overlays(pool: GpuPool) -> list[tuple[str, dict[str, Any]]]:
+    """Time-sliced pools: NodeOverlays telling Karpenter each node offers GPUs x replicas `nvidia.com/gpu.shared`
+    (Karpenter cannot know the device plugin's slices), one per GPU count among the pool's types."""
+    if not pool.time_slicing_replicas:
+        return []
+    counts = sorted({CATALOG[name].gpu_count for name in pool.matched_types})
+    return [
+        (
+            f"{pool.name}-{count}gpu-slices",
+            {
+                "requirements": [
+                    requirement(NODEPOOL_LABEL, "In", pool.name),
+                    requirement(f"{LABEL}gpu-count", "In", count),
+                ],
+                "capacity": {SHARED_GPU_RESOURCE: str(count * pool.time_slicing_replicas)},
+            },
+        )
+        for count in counts
+    ]
+
+
+def uses_node_overlays(cfg: StackConfig) -> bool:
+    return any(pool.time_slicing_replicas for pool in cfg.effective_gpu_pools)
