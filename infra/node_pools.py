@@ -25,6 +25,7 @@ from infra.gpu.pools import (
     device_plugin_settings,
     gpu_classes,
     gpu_pool_spec,
+    node_class_of,
     node_overlays,
 )
 from infra.network import DISCOVERY_TAG
@@ -286,6 +287,7 @@ class NodePools(pulumi.ComponentResource):
         super().__init__("eks-gpu-spot:index:NodePools", name, None, opts)
         cfg, karpenter = args.config, args.karpenter
         stack = pulumi.get_stack()
+        self._provider = args.cluster.k8s_provider
         # On destroy, dependents go first: pools and classes are deleted while the controller can still
         # drain nodes and remove its finalizers.
         controller = [karpenter.crd_release, karpenter.release, args.teardown]
@@ -297,54 +299,30 @@ class NodePools(pulumi.ComponentResource):
                     node_class, cfg, cluster_name=names[0], role_name=names[1], stack=stack
                 )
             )
-            self.node_classes[node_class] = CustomResource(
-                f"{name}-{node_class}-class",
-                api_version=NODECLASS_API_VERSION,
-                kind="EC2NodeClass",
-                metadata={"name": node_class},
-                spec=spec,
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    provider=args.cluster.k8s_provider,
-                    depends_on=controller,
-                    custom_timeouts=pulumi.CustomTimeouts(delete=DELETE_TIMEOUT),
-                ),
+            self.node_classes[node_class] = self._karpenter_object(
+                f"{name}-{node_class}-class", NODECLASS_API_VERSION, "EC2NodeClass", node_class, spec, controller
             )
 
         self.node_pools = {}
-        pool_classes = {DEFAULT_POOL: DEFAULT_CLASS} | {
-            pool.name: nodepool_spec(pool.name, cfg)["template"]["spec"]["nodeClassRef"]["name"]
-            for pool in cfg.effective_gpu_pools
-        }
+        pool_classes = {DEFAULT_POOL: DEFAULT_CLASS} | {p.name: node_class_of(p) for p in cfg.effective_gpu_pools}
         for pool, node_class in pool_classes.items():
-            self.node_pools[pool] = CustomResource(
+            self.node_pools[pool] = self._karpenter_object(
                 f"{name}-{pool}-pool",
-                api_version=NODEPOOL_API_VERSION,
-                kind="NodePool",
-                metadata={"name": pool},
-                spec=nodepool_spec(pool, cfg),
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    provider=args.cluster.k8s_provider,
-                    depends_on=[*controller, self.node_classes[node_class]],
-                    custom_timeouts=pulumi.CustomTimeouts(delete=DELETE_TIMEOUT),
-                ),
+                NODEPOOL_API_VERSION,
+                "NodePool",
+                pool,
+                nodepool_spec(pool, cfg),
+                [*controller, self.node_classes[node_class]],
             )
 
         # Time-sliced pools: what each node offers in GPU slices, for Karpenter's scheduling simulation.
-        self.node_overlays = {}
-        for gpu_pool in cfg.effective_gpu_pools:
-            for overlay, spec in node_overlays(gpu_pool):
-                self.node_overlays[overlay] = CustomResource(
-                    f"{name}-{overlay}-overlay",
-                    api_version=NODEOVERLAY_API_VERSION,
-                    kind="NodeOverlay",
-                    metadata={"name": overlay},
-                    spec=spec,
-                    opts=pulumi.ResourceOptions(
-                        parent=self, provider=args.cluster.k8s_provider, depends_on=controller
-                    ),
-                )
+        self.node_overlays = {
+            overlay: self._karpenter_object(
+                f"{name}-{overlay}-overlay", NODEOVERLAY_API_VERSION, "NodeOverlay", overlay, spec, controller
+            )
+            for gpu_pool in cfg.effective_gpu_pools
+            for overlay, spec in node_overlays(gpu_pool)
+        }
 
         self.register_outputs(
             {
@@ -352,4 +330,28 @@ class NodePools(pulumi.ComponentResource):
                 "node_pools": list(self.node_pools),
                 "node_overlays": list(self.node_overlays),
             }
+        )
+
+    def _karpenter_object(
+        self,
+        resource_name: str,
+        api_version: str,
+        kind: str,
+        object_name: str,
+        spec: pulumi.Input[dict],
+        depends_on: list[pulumi.Resource],
+    ) -> CustomResource:
+        # The delete waits while Karpenter drains and terminates the object's nodes (finalizers): see DELETE_TIMEOUT.
+        return CustomResource(
+            resource_name,
+            api_version=api_version,
+            kind=kind,
+            metadata={"name": object_name},
+            spec=spec,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=self._provider,
+                depends_on=depends_on,
+                custom_timeouts=pulumi.CustomTimeouts(delete=DELETE_TIMEOUT),
+            ),
         )

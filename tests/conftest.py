@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.config import ConfigError, StackConfig, parse_config
 from infra.offline import OfflineRun, run_program
 
 # Each program run allocates a few hundred thousand short-lived objects (the SDK's tasks and outputs), and a test
@@ -32,6 +33,18 @@ def render_stack(**config: str) -> OfflineRun:
     raw = dict(DEFAULT_CONFIG)
     raw.update({k if ":" in k else f"eks-gpu-spot:{k}": v for k, v in config.items()})
     return _run(frozenset(raw.items()))
+
+
+def parse(**values: str) -> StackConfig:
+    """Validate project keys (`gpuLimit="4"`) as `pulumi up` hands them to the program; no engine."""
+    return parse_config({f"eks-gpu-spot:{k}": v for k, v in values.items()})
+
+
+def config_error(**values: str) -> ConfigError:
+    """The ConfigError these values raise (fails the test when they are valid)."""
+    with pytest.raises(ConfigError) as caught:
+        parse(**values)
+    return caught.value
 
 
 @pytest.fixture

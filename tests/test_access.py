@@ -8,8 +8,9 @@ import json
 import pytest
 
 from infra.access import principal_slug
-from infra.config import ConfigError, StackConfig, parse_config
+from infra.config import parse_config
 from infra.render import summary
+from tests.conftest import config_error, parse
 from tests.test_render import run_render
 
 ENTRY = "aws:eks/accessEntry:AccessEntry"
@@ -21,14 +22,7 @@ VIEWER = "arn:aws:iam::123456789012:user/alice"
 DEV = "arn:aws:iam::123456789012:role/TeamA"
 
 
-def cfg(**values: str) -> StackConfig:
-    return parse_config({f"eks-gpu-spot:{k}": v for k, v in values.items()})
-
-
-def error_for(**values: str) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        cfg(**values)
-    return caught.value
+cfg, error_for = parse, config_error
 
 
 def standard_entries(run) -> dict[str, object]:

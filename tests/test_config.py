@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import ConfigError, StackConfig, parse_config
+from infra.config import parse_config
+from tests.conftest import config_error, parse
 
-
-def cfg(**values: str) -> StackConfig:
-    return parse_config({f"eks-gpu-spot:{k}": v for k, v in values.items()})
-
-
-def error_for(**values: str) -> ConfigError:
-    with pytest.raises(ConfigError) as caught:
-        cfg(**values)
-    return caught.value
+cfg, error_for = parse, config_error
 
 
 def test_defaults_match_the_original_terraform_variables():
