@@ -120,8 +120,10 @@ def summary(run: Any, stack: str, region: str) -> str:
     return "\n".join(lines)
 
 
-def gpu_pool_lines(cfg: Any) -> list[str]:
-    """Per GPU pool: the catalog's instance types its requirements match today, and those without local NVMe."""
+def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
+    """Per GPU pool: the catalog's instance types its requirements match today, and those without local NVMe. The
+    catalog (Karpenter's instance-type reference) has no per-region facts, so region availability is left to the
+    preflight, which render never runs: it calls AWS."""
     from infra.gpu.catalog import CATALOG
     from infra.gpu.pools import node_class_of
 
@@ -140,6 +142,10 @@ def gpu_pool_lines(cfg: Any) -> list[str]:
                 f"    no local NVMe: {', '.join(no_nvme)}: their images live on the EBS data volume "
                 f"(gpuDataVolumeSize = {cfg.gpu_data_volume_size} GiB), so size it for your images"
             )
+    lines.append(
+        "  Offered in this region's zones, within vCPU quota, Spot capacity now: not known offline; "
+        f"ask AWS with `uv run python -m infra.preflight {stack_args}`"
+    )
     return lines
 
 
@@ -235,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     write_outputs(run, out)
     print(summary(run, args.stack, cfg.region))
-    print("\n".join(gpu_pool_lines(cfg)))
+    stack_args = f"--config-file {args.config_file}" if args.config_file else f"--stack {args.stack}"
+    print("\n".join(gpu_pool_lines(cfg, stack_args)))
     print(f"Wrote {out}/resources.json, {out}/critical-path.json, {out}/outputs.json, {out}/kubernetes/, {out}/helm/")
     if args.chart_dir is not None:  # infra/charts.py: what each problem prints and which ones fail the run
         return render_charts(out, args.chart_dir, kube_version=cfg.kubernetes_version)

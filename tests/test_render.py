@@ -37,6 +37,13 @@ def test_dev_render_prints_a_summary_and_writes_three_outputs(dev_render):
     assert (out / "kubernetes").is_dir() and (out / "helm").is_dir()
 
 
+def test_dev_render_leaves_region_availability_to_the_preflight(dev_render):
+    # The catalog has no per-region facts and render never calls AWS: it names the command that asks.
+    result, _ = dev_render
+    assert "  gpu-spot (class gpu; spot; at most 16 GPUs): 1 types: p5.48xlarge" in result.stdout
+    assert "not known offline; ask AWS with `uv run python -m infra.preflight --stack dev`" in result.stdout
+
+
 def test_resources_json_has_the_documented_shape_and_a_closed_graph(dev_render):
     _, out = dev_render
     resources = json.loads((out / "resources.json").read_text())

@@ -1,0 +1,59 @@
+"""CLI of the capacity preflight (see infra/preflight/__init__.py and README, Capacity preflight)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from infra.config import ConfigError, parse_config
+from infra.preflight import __doc__ as DOC
+from infra.preflight.aws import Aws, ClientFactory, session_factory
+from infra.preflight.checks import run_checks
+from infra.preflight.report import EXIT_CONFIG, as_json, as_text, exit_code
+from infra.render import ROOT, StackFileError, read_stack_file
+
+_REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
+MAX_COMPARED = 9  # GetSpotPlacementScores takes at most 10 regions, the stack's own included
+
+
+def regions_arg(text: str) -> list[str]:
+    regions = [r.strip() for r in text.split(",") if r.strip()]
+    bad = [r for r in regions if not _REGION.match(r)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"not an AWS region name: {', '.join(bad)}")
+    if len(regions) > MAX_COMPARED:
+        raise argparse.ArgumentTypeError(f"at most {MAX_COMPARED} regions")
+    return list(dict.fromkeys(regions))
+
+
+def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.preflight",
+        description=DOC.splitlines()[0],
+        epilog="Exit codes: 0 every pool can launch (warnings allowed), 3 some pool is blocked, 2 invalid config.",
+    )
+    parser.add_argument("--stack", default="dev", help="stack name; reads Pulumi.<stack>.yaml (default: dev)")
+    parser.add_argument("--config-file", type=Path, help="any file in Pulumi stack-config format")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--regions", type=regions_arg, default=[], help="other regions to compare, comma separated")
+    args = parser.parse_args(argv)
+    config_file = args.config_file or ROOT / f"Pulumi.{args.stack}.yaml"
+    try:
+        raw = read_stack_file(config_file)
+        cfg = parse_config(raw)
+        compare = [r for r in args.regions if r != cfg.region]
+        aws = Aws(factory or session_factory(raw.get("aws:profile")))
+        region, reports = run_checks(aws, cfg, compare)
+    except (StackFileError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    render = as_json if args.json else as_text
+    print(render(args.stack, cfg.region, region.zones or [], compare, reports))
+    return exit_code(reports)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The preflight of every GPU pool: zones, offerings (blocking when no type is offered in the stack's zones),
+quotas (infra/preflight/quotas.py) and the Spot market (infra/preflight/spot.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.config import StackConfig
+from infra.preflight.aws import Aws, Skip
+from infra.preflight.pooltypes import alternatives, pool_types, type_list_path
+from infra.preflight.quotas import check_quotas
+from infra.preflight.report import PoolReport
+from infra.preflight.spot import check_spot
+from infra.zones import plan_zones
+
+MAX_ALTERNATIVES = 3
+_FILTER_VALUES = 50  # instance types per DescribeInstanceTypeOfferings filter
+
+
+@dataclass
+class Region:
+    """What the preflight learned about the stack's region, shared by every pool."""
+
+    name: str
+    zones: list[str] | None = None  # the stack's zone IDs (the program's zone plan); None when unknown
+    zone_ids: dict[str, str] = field(default_factory=dict)  # zone name -> zone ID
+    offered: dict[str, set[str]] | None = None  # type -> zone IDs offering it; None when unknown
+    elsewhere: dict[str, set[str]] = field(default_factory=dict)  # compared region -> types offered there
+    skipped: list[str] = field(default_factory=list)
+    quota_cache: dict[str, Any] = field(default_factory=dict)
+
+
+def discover_zones(aws: Aws, cfg: StackConfig, region: Region) -> None:
+    """The program's zone plan (infra/zones.py): pinned zones, or every zone needing no opt-in. A pinned zone the
+    region lacks raises ConfigError, as `pulumi up` would."""
+    try:
+        found = aws.call(
+            "ec2", region.name, "DescribeAvailabilityZones",
+            Filters=[{"Name": "opt-in-status", "Values": ["opt-in-not-required"]}],
+        )["AvailabilityZones"]
+    except Skip as skip:
+        region.skipped.append(f"zones: {skip}")
+        region.zones = list(cfg.availability_zones) or None
+        return
+    region.zone_ids = {z["ZoneName"]: z["ZoneId"] for z in found}
+    plan = plan_zones([z["ZoneName"] for z in found], [z["ZoneId"] for z in found], cfg.availability_zones)
+    region.zones = [z.id for z in plan.zones]
+
+
+def _offerings(aws: Aws, region: str, types: list[str], location_type: str) -> list[dict[str, Any]]:
+    rows = []
+    for start in range(0, len(types), _FILTER_VALUES):
+        rows += aws.pages(
+            "ec2", region, "DescribeInstanceTypeOfferings", "InstanceTypeOfferings",
+            LocationType=location_type,
+            Filters=[{"Name": "instance-type", "Values": types[start : start + _FILTER_VALUES]}],
+        )
+    return rows
+
+
+def discover_offerings(aws: Aws, region: Region, types: list[str], compare: list[str]) -> None:
+    try:
+        with aws.check():
+            rows = _offerings(aws, region.name, types, "availability-zone-id")
+    except Skip as skip:
+        region.skipped.append(f"offerings: {skip}")
+    else:
+        region.offered = {t: set() for t in types}
+        for row in rows:
+            region.offered.setdefault(row["InstanceType"], set()).add(row["Location"])
+    for other in compare:
+        try:
+            with aws.check():
+                region.elsewhere[other] = {row["InstanceType"] for row in _offerings(aws, other, types, "region")}
+        except Skip as skip:
+            region.skipped.append(f"offerings in {other}: {skip}")
+
+
+def check_offerings(cfg: StackConfig, index: int, pool: Any, region: Region, report: PoolReport) -> list[str]:
+    """Which of the pool's types are offered in the stack's zones; returns those (all types when unknown)."""
+    types = report.instance_types
+    if region.offered is None:
+        report.zones = list(region.zones or [])
+        return types
+    report.checked.add("offerings")
+    zones = region.zones or sorted(set().union(*region.offered.values()))
+    usable = {t: sorted(region.offered.get(t, set()) & set(zones)) for t in types}
+    report.offerings = usable
+    report.zones = sorted({z for found in usable.values() for z in found})
+    missing = [t for t in types if not usable[t]]
+    path = type_list_path(cfg, index, pool)
+    if len(missing) == len(types):
+        offered_alternatives = [a for a in alternatives(types) if region.offered.get(a, set()) & set(zones)]
+        fixes = []
+        if offered_alternatives and path:
+            fixes.append(
+                "use a type offered here, e.g. "
+                + " or ".join(f"`pulumi config set --path '{path}[0]' {a}`" for a in offered_alternatives[:2])
+            )
+        elif offered_alternatives:
+            fixes.append(f"widen the pool's selection (offered here: {', '.join(offered_alternatives[:3])})")
+        where = [r for r, found in region.elsewhere.items() if set(types) & found]
+        if where:
+            fixes.append(f"offered in {', '.join(where)} (a stack there: `pulumi config set aws:region {where[0]}`)")
+        report.blocking.append(
+            f"none of its types ({', '.join(types)}) is offered in the stack's zones of {region.name} "
+            f"({', '.join(zones)}): the pool can never launch"
+            + (f"; {'; '.join(fixes)}" if fixes else "")
+        )
+        return []
+    for name in missing:
+        position = types.index(name)
+        fix = f"; `pulumi config rm --path '{path}[{position}]'`" if path else ""
+        report.warnings.append(
+            f"{name} is not offered in any of the stack's zones of {region.name}: never launched{fix}"
+        )
+    unusable = [z for z in zones if not any(z in found for found in usable.values())]
+    if unusable:
+        report.warnings.append(
+            f"no type of this pool is offered in {', '.join(unusable)}: pods bound to those zones (zonal volumes, "
+            "topology spread) get no GPU node there"
+        )
+    for other, found in region.elsewhere.items():
+        report.notes.append(f"{other}: {len(set(types) & found)} of {len(types)} types offered")
+    return [t for t in types if usable[t]]
+
+
+def run_checks(aws: Aws, cfg: StackConfig, compare: list[str]) -> tuple[Region, list[PoolReport]]:
+    """Every check of every pool. Raises ConfigError only for what `pulumi up` would refuse (a pinned zone the
+    region lacks); everything else ends up in the reports."""
+    region = Region(cfg.region)
+    pools = cfg.effective_gpu_pools
+    with aws.check():
+        discover_zones(aws, cfg, region)
+    wanted = sorted({t for p in pools for t in [*pool_types(p), *alternatives(pool_types(p))[:MAX_ALTERNATIVES]]})
+    discover_offerings(aws, region, wanted, compare)
+    reports = []
+    for index, pool in enumerate(pools):
+        report = PoolReport(pool.name, pool_types(pool), list(pool.capacity_types), pool.gpu_limit)
+        report.skipped += region.skipped
+        launchable = check_offerings(cfg, index, pool, region, report)
+        if launchable:
+            with aws.check():
+                check_quotas(aws, region.name, pool, launchable, report, region.quota_cache)
+            if "spot" in pool.capacity_types:
+                check_spot(aws, cfg, index, pool, region, launchable, compare, report)
+        reports.append(report)
+    return region, reports
