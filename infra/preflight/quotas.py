@@ -11,6 +11,7 @@ from typing import Any
 
 from infra.gpu.catalog import CATALOG
 from infra.preflight.aws import Aws, Skip
+from infra.preflight.report import listed
 
 _DATA = json.loads((Path(__file__).resolve().parent.parent / "data" / "ec2_vcpu_quotas.json").read_text())
 # Capacity type -> the purchase option whose quota it consumes. 'reserved': On-Demand Capacity Reservations run as
@@ -109,14 +110,14 @@ def check_quotas(aws: Aws, region: str, pool: Any, types: list[str], report: Any
                 problems[purchase].append(
                     f"{LABEL[purchase]} vCPU quota {quota} is {value:g} ({kind}) in {region}, below one "
                     f"{smallest} ({CATALOG[smallest].vcpu} vCPUs): this pool can never launch {purchase} "
-                    f"{', '.join(names)}; request an increase: {increase_command(quota.code, need_vcpu, region)}"
+                    f"{listed(names)}; request an increase: {increase_command(quota.code, need_vcpu, region)}"
                 )
                 continue
             can_launch = True
             too_big = [n for n in names if n not in fits]
             if too_big:
                 report.warnings.append(
-                    f"{LABEL[purchase]} vCPU quota {quota.code} is {value:g}: {', '.join(too_big)} never fit "
+                    f"{LABEL[purchase]} vCPU quota {quota.code} is {value:g}: {listed(too_big)} never fit "
                     f"(one instance needs more vCPUs)"
                 )
             if value < need_vcpu:

@@ -8,6 +8,13 @@ from typing import Any
 
 READY, WARNINGS, BLOCKED, UNCHECKED = "ready", "ready with warnings", "blocked", "unchecked"
 EXIT_OK, EXIT_CONFIG, EXIT_BLOCKED = 0, 2, 3
+LISTED = 6  # names shown in one message; the JSON lists them all
+
+
+def listed(names: list[str]) -> str:
+    """At most LISTED names, then how many more: an attribute-selected pool can match 20+ types."""
+    shown = ", ".join(names[:LISTED])
+    return f"{shown} and {len(names) - LISTED} more" if len(names) > LISTED else shown
 
 
 @dataclass

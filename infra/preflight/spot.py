@@ -11,6 +11,7 @@ from typing import Any
 from infra.gpu.catalog import CATALOG
 from infra.preflight.aws import Aws, Skip
 from infra.preflight.pooltypes import alternatives, type_list_path
+from infra.preflight.report import listed
 
 LOW_SCORE = 3  # 1-10; at or below this a Spot request is unlikely to be fulfilled now
 MAX_CANDIDATES = 3
@@ -91,9 +92,11 @@ def _prices(aws: Aws, region: Any, types: list[str], report: Any) -> None:
         report.skipped.append(f"spot prices: {skip}")
         return
     report.checked.add("spot prices")
-    for name, by_zone in report.spot_prices.items():
-        cheapest = min(by_zone, key=by_zone.get)
-        report.notes.append(f"Spot price {name}: ${by_zone[cheapest]:.4f}/h in {cheapest} ({len(by_zone)} zone(s))")
+    cheapest = sorted((min(by_zone.values()), name, min(by_zone, key=by_zone.get), len(by_zone))
+                      for name, by_zone in report.spot_prices.items())
+    if cheapest:
+        shown = [f"{name} ${price:.4f}/h in {zone} ({zones} zone(s))" for price, name, zone, zones in cheapest]
+        report.notes.append(f"Spot price now, cheapest first: {listed(shown)}")
     unpriced = [t for t in types if t not in report.spot_prices]
     if unpriced:
         report.warnings.append(f"no current Spot price for {', '.join(unpriced)} in the stack's zones: Spot may not "
