@@ -431,3 +431,11 @@ def test_the_readonly_policy_allows_exactly_the_calls_the_preflight_makes(aws_en
     allowed = {a for s in policy["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
     assert made == allowed
     assert all(a.split(":")[1].startswith(("Describe", "Get")) for a in allowed)  # read-only
+
+
+def test_messages_name_at_most_six_types_and_count_the_rest():
+    from infra.preflight.report import listed
+
+    names = [f"g6.{n}xlarge" for n in range(1, 10)]
+    assert listed(names[:6]) == ", ".join(names[:6])
+    assert listed(names) == ", ".join(names[:6]) + " and 3 more"
