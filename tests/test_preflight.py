@@ -53,6 +53,11 @@ class Endpoint:
     def quota(self, code: str, value: float) -> Endpoint:
         return self.answer("get_service_quota", {"Quota": {"ServiceCode": "ec2", "QuotaCode": code, "Value": value}})
 
+    def default_quota(self, code: str, value: float) -> Endpoint:
+        """No value applied in the account (NoSuchResourceException): AWS's default answers."""
+        self.fail("get_service_quota", "NoSuchResourceException")
+        return self.answer("get_aws_default_service_quota", {"Quota": {"QuotaCode": code, "Value": value}})
+
     def scores(self, by_zone: dict[str, int] | None = None, by_region: dict[str, int] | None = None) -> Endpoint:
         rows = [{"AvailabilityZoneId": z, "Score": s} for z, s in (by_zone or {}).items()]
         rows += [{"Region": r, "Score": s} for r, s in (by_region or {}).items()]
@@ -299,8 +304,7 @@ def test_moto_has_no_ec2_quotas_so_the_quota_check_is_skipped_after_the_default_
 def test_the_aws_default_is_used_when_no_quota_value_is_applied(aws_env):
     endpoint = (
         Endpoint()
-        .fail("get_service_quota", "NoSuchResourceException")
-        .answer("get_aws_default_service_quota", {"Quota": {"QuotaCode": "L-3819A6DF", "Value": 0.0}})
+        .default_quota("L-3819A6DF", 0.0)
         .scores({"usw2-az1": 8})
     )
     [report], _, _ = checks(endpoint, "us-west-2", gpuPools=G6_POOL)
@@ -416,8 +420,7 @@ def test_regions_must_be_region_names(capsys):
 def test_the_readonly_policy_allows_exactly_the_calls_the_preflight_makes(aws_env):
     endpoint = (
         Endpoint()
-        .fail("get_service_quota", "NoSuchResourceException")
-        .answer("get_aws_default_service_quota", {"Quota": {"QuotaCode": "L-3819A6DF", "Value": 1000.0}})
+        .default_quota("L-3819A6DF", 1000.0)
         .scores({"usw2-az1": 1})
         .scores({"usw2-az1": 1})
         .scores({"usw2-az1": 1})
