@@ -170,6 +170,8 @@ def test_dev_stack_is_ready_with_a_quota_warning_and_reports_every_check(aws_env
     assert "L-C4BD4855" in warning and "384 vCPUs" in warning
     assert "--quota-code L-C4BD4855 --desired-value 384 --region us-west-2" in warning
     assert set(pool["spot_prices"]["p5.48xlarge"]) == set(document["zones"])
+    [prices] = endpoint.called("describe_spot_price_history")  # start = end: the price in effect now
+    assert prices["StartTime"] == prices["EndTime"] and prices["InstanceTypes"] == ["p5.48xlarge"]
     assert pool["placement_scores"]["zones"]["usw2-az4"] == 9
     [scores] = endpoint.called("get_spot_placement_scores")
     assert scores["TargetCapacity"] == 2 and scores["SingleAvailabilityZone"] is True

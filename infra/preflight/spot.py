@@ -25,9 +25,12 @@ def target_capacity(gpu_limit: int, types: list[str]) -> int:
 
 
 def latest_prices(aws: Aws, region: Any, types: list[str]) -> dict[str, dict[str, float]]:
+    # EC2 API reference, DescribeSpotPriceHistory: given a start and end time it "also returns the last price change
+    # before the start time, which is the effective price as of the start time": start = end = now is the price now.
+    now = datetime.now(UTC)
     rows = aws.pages(
         "ec2", region.name, "DescribeSpotPriceHistory", "SpotPriceHistory",
-        InstanceTypes=types, ProductDescriptions=PRODUCTS, StartTime=datetime.now(UTC), MaxResults=1000,
+        InstanceTypes=types, ProductDescriptions=PRODUCTS, StartTime=now, EndTime=now, MaxResults=1000,
     )
     latest: dict[tuple[str, str], tuple[Any, float]] = {}
     for row in rows:
