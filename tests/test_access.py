@@ -10,8 +10,7 @@ import pytest
 from infra.access import principal_slug
 from infra.config import parse_config
 from infra.render import summary
-from tests.conftest import config_error, parse
-from tests.test_render import run_render
+from tests.conftest import config_error, parse, render_here
 
 ENTRY = "aws:eks/accessEntry:AccessEntry"
 ASSOCIATION = "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
@@ -203,7 +202,7 @@ def test_render_exits_2_naming_the_bad_admin(tmp_path):
         "    - arn:aws:sts::123456789012:assumed-role/Admin/alice\n"
     )
     out = tmp_path / "out"
-    result = run_render("--config-file", str(config), "--out", str(out))
+    result = render_here("--config-file", str(config), "--out", str(out))
     assert result.returncode == 2
     assert result.stdout == "" and "Traceback" not in result.stderr
     assert "clusterAdmins[0]" in result.stderr and "arn:aws:iam::123456789012:role/Admin" in result.stderr

@@ -6,11 +6,8 @@ that need them skip, saying why, when either is absent.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,8 @@ import pytest
 import yaml
 
 from infra.charts import NOT_FOUND, find_helm, render_charts
-from tests.conftest import PROJECT_ROOT, REFERENCE
+from tests.conftest import REFERENCE, render_here
+from tests.test_render import run_render
 
 CHARTS = REFERENCE / "charts"
 ARCHIVES = ("karpenter-1.14.1.tgz", "karpenter-crd-1.14.1.tgz", "aws-load-balancer-controller-3.5.0.tgz")
@@ -31,18 +29,6 @@ KARPENTER_CRDS = {
 }
 SYSTEM_NODE_LABEL = ("eks-gpu-spot/node-role", "system")
 REGION = "us-west-2"  # Pulumi.dev.yaml
-
-
-def run_render(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "infra.render", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +155,12 @@ def test_missing_archive_and_failing_helm_are_one_line_each(helm, rendered, tmp_
     assert len(capsys.readouterr().err.splitlines()) == 2
 
 
-def test_without_helm_render_says_so_in_one_line_and_succeeds(tmp_path):
+def test_without_helm_render_says_so_in_one_line_and_succeeds(tmp_path, monkeypatch):
     no_helm = tmp_path / "bin"
     no_helm.mkdir()
-    env = {**os.environ, "HELM": str(tmp_path / "no-such-helm"), "PATH": str(no_helm)}
-    result = run_render("--stack", "dev", "--out", str(tmp_path / "out"), "--chart-dir", str(tmp_path), env=env)
+    monkeypatch.setenv("HELM", str(tmp_path / "no-such-helm"))
+    monkeypatch.setenv("PATH", str(no_helm))
+    result = render_here("--stack", "dev", "--out", str(tmp_path / "out"), "--chart-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("charts:")]

@@ -4,8 +4,6 @@ single pool when the key is not set. Rendered objects are checked against Karpen
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tomllib
 
 import pytest
@@ -18,7 +16,7 @@ from infra.gpu.pools import gpu_pool_spec, node_class_of, node_overlays
 from infra.node_pools import manifest, nodeclass_spec
 from infra.offline import run_program
 from infra.render import kubernetes_objects, read_stack_file
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, render_here
 from tests.karpenter_crds import validate
 
 THREE_POOLS = PROJECT_ROOT / "examples" / "stacks" / "Pulumi.gpu-pools.yaml"
@@ -301,13 +299,7 @@ def test_generated_pools_give_valid_objects_or_one_error_naming_the_pool_key(poo
 
 
 def test_render_prints_each_pools_matched_types(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "infra.render", "--config-file", str(THREE_POOLS), "--out", str(tmp_path / "o")],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = render_here("--config-file", str(THREE_POOLS), "--out", str(tmp_path / "o"))
     assert result.returncode == 0, result.stderr
     assert "training (class gpu; spot; at most 16 GPUs): 2 types: p5.48xlarge, p5en.48xlarge" in result.stdout
     assert "reserved-h100 (class gpu-reserved-h100; reserved, on-demand; at most 8 GPUs): 1 types: p5.48xlarge" in (
