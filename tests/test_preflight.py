@@ -198,6 +198,7 @@ def test_a_pool_whose_only_type_is_not_offered_in_the_region_is_blocked(aws_env,
     code, document = preflight(path, endpoint, "--regions", "us-east-2", capsys=capsys)
 
     assert code == 3
+    assert document["stack"] == str(path)
     [pool] = document["pools"]
     assert pool["verdict"] == BLOCKED
     [blocking] = pool["blocking"]

@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     render = as_json if args.json else as_text
-    print(render(args.stack, cfg.region, region.zones or [], compare, reports))
+    stack = str(args.config_file) if args.config_file else args.stack  # what the report is about, as given
+    print(render(stack, cfg.region, region.zones or [], compare, reports))
     return exit_code(reports)
 
 
