@@ -216,10 +216,24 @@ def access_lines(run: Any) -> list[str]:
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.render", description=__doc__.splitlines()[0])
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--stack` / `--config-file`: how every command here (render, preflight) names the stack file it reads."""
     parser.add_argument("--stack", default="dev", help="stack name; reads Pulumi.<stack>.yaml (default: dev)")
     parser.add_argument("--config-file", type=Path, help="any file in Pulumi stack-config format")
+
+
+def stack_file(args: argparse.Namespace) -> Path:
+    return args.config_file or ROOT / f"Pulumi.{args.stack}.yaml"
+
+
+def stack_arguments(args: argparse.Namespace) -> str:
+    """The same stack, as arguments to hand to another command."""
+    return f"--config-file {args.config_file}" if args.config_file else f"--stack {args.stack}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.render", description=__doc__.splitlines()[0])
+    add_stack_arguments(parser)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: render-out/<stack>)")
     parser.add_argument(
         "--chart-dir",
@@ -227,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="folder of <chart>-<version>.tgz archives: also render each Helm release into OUT/charts/ (helm template)",
     )
     args = parser.parse_args(argv)
-    config_file = args.config_file or ROOT / f"Pulumi.{args.stack}.yaml"
+    config_file = stack_file(args)
     out = args.out or ROOT / "render-out" / args.stack
 
     from infra.offline import OfflineRegionError, run_program  # after argument errors: the SDK import is slow
@@ -241,8 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     write_outputs(run, out)
     print(summary(run, args.stack, cfg.region))
-    stack_args = f"--config-file {args.config_file}" if args.config_file else f"--stack {args.stack}"
-    print("\n".join(gpu_pool_lines(cfg, stack_args)))
+    print("\n".join(gpu_pool_lines(cfg, stack_arguments(args))))
     print(f"Wrote {out}/resources.json, {out}/critical-path.json, {out}/outputs.json, {out}/kubernetes/, {out}/helm/")
     if args.chart_dir is not None:  # infra/charts.py: what each problem prints and which ones fail the run
         return render_charts(out, args.chart_dir, kube_version=cfg.kubernetes_version)

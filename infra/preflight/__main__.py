@@ -6,14 +6,13 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from infra.config import ConfigError, parse_config
 from infra.preflight import __doc__ as DOC
 from infra.preflight.aws import Aws, ClientFactory, session_factory
 from infra.preflight.checks import run_checks
 from infra.preflight.report import EXIT_CONFIG, as_json, as_text, exit_code
-from infra.render import ROOT, StackFileError, read_stack_file
+from infra.render import StackFileError, add_stack_arguments, read_stack_file, stack_file
 
 _REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 MAX_COMPARED = 9  # GetSpotPlacementScores takes at most 10 regions, the stack's own included
@@ -35,14 +34,12 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
         description=DOC.splitlines()[0],
         epilog="Exit codes: 0 every pool can launch (warnings allowed), 3 some pool is blocked, 2 invalid config.",
     )
-    parser.add_argument("--stack", default="dev", help="stack name; reads Pulumi.<stack>.yaml (default: dev)")
-    parser.add_argument("--config-file", type=Path, help="any file in Pulumi stack-config format")
+    add_stack_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--regions", type=regions_arg, default=[], help="other regions to compare, comma separated")
     args = parser.parse_args(argv)
-    config_file = args.config_file or ROOT / f"Pulumi.{args.stack}.yaml"
     try:
-        raw = read_stack_file(config_file)
+        raw = read_stack_file(stack_file(args))
         cfg = parse_config(raw)
         compare = [r for r in args.regions if r != cfg.region]
         aws = Aws(factory or session_factory(raw.get("aws:profile")))

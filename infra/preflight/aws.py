@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import boto3
+from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -74,13 +75,6 @@ def session_factory(profile: str | None = None, config: Config = BOUNDED) -> Cli
     return factory
 
 
-def _method(operation: str) -> str:
-    """`DescribeInstanceTypeOfferings` -> `describe_instance_type_offerings` (botocore's own naming)."""
-    from botocore import xform_name
-
-    return xform_name(operation)
-
-
 class Aws:
     def __init__(
         self,
@@ -122,7 +116,7 @@ class Aws:
             self.calls.append((service, operation))
             try:
                 client = self.factory(service, region)
-                return getattr(client, _method(operation))(**params)
+                return getattr(client, xform_name(operation))(**params)  # botocore's own method naming
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
                 if code in THROTTLING and attempt < self.throttle_retries:

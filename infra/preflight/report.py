@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 READY, WARNINGS, BLOCKED, UNCHECKED = "ready", "ready with warnings", "blocked", "unchecked"
@@ -44,23 +44,8 @@ class PoolReport:
         return READY if self.checked else UNCHECKED
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "verdict": self.verdict,
-            "instance_types": self.instance_types,
-            "capacity_types": self.capacity_types,
-            "gpu_limit": self.gpu_limit,
-            "zones": self.zones,
-            "blocking": self.blocking,
-            "warnings": self.warnings,
-            "skipped": self.skipped,
-            "notes": self.notes,
-            "checked": sorted(self.checked),
-            "offerings": self.offerings,
-            "quotas": self.quotas,
-            "spot_prices": self.spot_prices,
-            "placement_scores": self.placement_scores,
-        }
+        """Every field, the verdict second, `checked` sorted."""
+        return {"name": self.name, "verdict": self.verdict, **asdict(self), "checked": sorted(self.checked)}
 
 
 def exit_code(reports: list[PoolReport]) -> int:

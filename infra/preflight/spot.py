@@ -4,13 +4,13 @@ may limit new request configurations per 24 hours: at most 2 + MAX_CANDIDATES sc
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
 from infra.gpu.catalog import CATALOG
 from infra.preflight.aws import Aws, Skip
 from infra.preflight.pooltypes import alternatives, type_list_path
+from infra.preflight.quotas import instances_for
 from infra.preflight.report import listed
 
 LOW_SCORE = 3  # 1-10; at or below this a Spot request is unlikely to be fulfilled now
@@ -21,7 +21,7 @@ PRODUCTS = ["Linux/UNIX", "Linux/UNIX (Amazon VPC)"]
 
 def target_capacity(gpu_limit: int, types: list[str]) -> int:
     """Instances for the pool's gpuLimit with its largest type (one unit per instance)."""
-    return max(1, math.ceil(gpu_limit / max(CATALOG[t].gpu_count for t in types)))
+    return instances_for(gpu_limit, max(types, key=lambda t: CATALOG[t].gpu_count))
 
 
 def latest_prices(aws: Aws, region: Any, types: list[str]) -> dict[str, dict[str, float]]:
