@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import StackConfig
 from infra.network import DISCOVERY_TAG, Network
+from infra.node_health import node_monitoring_configuration
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 # Label of the system node group: controllers (Karpenter, LB controller) select it so that they never run on
@@ -138,8 +139,13 @@ class Cluster(pulumi.ComponentResource):
         self.addons["coredns"] = self._addon(name, "coredns", cfg, depends_on=[self.system_node_group])
         # Sets AcceleratedHardwareReady (and kernel, storage, network conditions) on every node; Karpenter's
         # nodeRepair replaces GPU nodes it marks unhealthy. Needs no IAM (EKS user guide, node health add-on).
+        # Its DCGM server must reach every GPU node, or the agent itself marks them unhealthy (infra/node_health.py).
         self.addons[NODE_MONITORING_ADDON] = self._addon(
-            name, NODE_MONITORING_ADDON, cfg, depends_on=[self.system_node_group]
+            name,
+            NODE_MONITORING_ADDON,
+            cfg,
+            depends_on=[self.system_node_group],
+            configuration=node_monitoring_configuration(cfg),
         )
         self.k8s_provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
 
@@ -147,7 +153,14 @@ class Cluster(pulumi.ComponentResource):
             {"name": self.name, "endpoint": self.endpoint, "version": self.version, "kubeconfig": self.kubeconfig}
         )
 
-    def _addon(self, name: str, addon: str, cfg: StackConfig, depends_on: list[pulumi.Resource]) -> aws.eks.Addon:
+    def _addon(
+        self,
+        name: str,
+        addon: str,
+        cfg: StackConfig,
+        depends_on: list[pulumi.Resource],
+        configuration: dict | None = None,
+    ) -> aws.eks.Addon:
         # Pinned (infra/data/eks_addons.json or addonVersions): resolving "most recent" on every run would upgrade
         # add-ons of a live cluster, with OVERWRITE, on an unrelated `pulumi up`.
         return aws.eks.Addon(
@@ -155,6 +168,7 @@ class Cluster(pulumi.ComponentResource):
             cluster_name=self.name,
             addon_name=addon,
             addon_version=cfg.addon_version(addon),
+            configuration_values=json.dumps(configuration, sort_keys=True) if configuration else None,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),

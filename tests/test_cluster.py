@@ -105,7 +105,7 @@ def test_node_group_waits_for_the_nat_route_and_node_addons(stack):
 def test_five_addons_with_coredns_and_node_monitoring_after_the_node_group(stack):
     addons = {r.inputs["addonName"]: r for r in stack.of_type(ADDON)}
     assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent", "eks-node-monitoring-agent"}
-    assert addons["eks-node-monitoring-agent"].inputs["addonVersion"] == "v1.6.1-eksbuild.1"
+    assert addons["eks-node-monitoring-agent"].inputs["addonVersion"] == "v1.7.0-eksbuild.1"
     # Pinned per Kubernetes version (infra/data/eks_addons.json), never resolved at deploy time.
     assert addons["coredns"].inputs["addonVersion"] == "v1.12.1-eksbuild.2"
     assert addons["kube-proxy"].inputs["addonVersion"] == "v1.33.3-eksbuild.4"

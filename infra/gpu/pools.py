@@ -24,6 +24,19 @@ CAPACITY_TYPE = "karpenter.sh/capacity-type"
 NODEOVERLAY_API_VERSION = "karpenter.sh/v1alpha1"
 
 
+def pool_taints(pool: GpuPool) -> list[dict[str, str]]:
+    """The taints of a GPU pool's nodes: a pod lands there only if it tolerates every one."""
+    return [dict(GPU_TAINT)]
+
+
+def gpu_pool_taints(cfg: StackConfig) -> list[dict[str, str]]:
+    """Every distinct taint any GPU pool of the stack carries (what node-level agents must tolerate)."""
+    taints: list[dict[str, str]] = []
+    for pool in cfg.effective_gpu_pools:
+        taints += [t for t in pool_taints(pool) if t not in taints]
+    return taints
+
+
 def node_class_of(pool: GpuPool) -> str:
     own_settings = pool.time_slicing_replicas or pool.mig_profile or "reserved" in pool.capacity_types
     return f"{GPU_CLASS}-{pool.name}" if own_settings else GPU_CLASS
@@ -79,7 +92,7 @@ def gpu_pool_spec(pool: GpuPool, cfg: StackConfig) -> dict[str, Any]:
                     requirement(CAPACITY_TYPE, "In", *pool.capacity_types),
                     *platform_requirements(),
                 ],
-                "taints": [dict(GPU_TAINT)],
+                "taints": pool_taints(pool),
                 # A GPU job may run for days; expiry would force-drain it. Nodes still roll: they are removed
                 # once empty, and replacements get the current AMI.
                 "expireAfter": "Never",

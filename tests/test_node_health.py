@@ -1,0 +1,134 @@
+"""Node repair must never replace a healthy GPU node: the node monitoring agent's DCGM server reaches every GPU node.
+
+The chain (README "Node repair"): the agent on a GPU node reports `DCGMError` (Fatal for AcceleratedHardwareReady)
+when no DCGM host engine answers on localhost:5555; the engine is the add-on's `dcgm-server` DaemonSet, which only
+runs where it tolerates the node's taints and its affinity admits the instance type; Karpenter's nodeRepair replaces
+a node whose AcceleratedHardwareReady stays False for 10 minutes. These tests check the add-on configuration the
+program renders against every GPU pool's taints and types, and, where helm and the published chart are at hand, the
+DaemonSet the real chart renders from it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+
+from infra.charts import find_helm
+from infra.gpu.catalog import CATALOG, requirement_holds
+from infra.gpu.placement import untolerated
+from infra.offline import run_program
+from infra.render import kubernetes_objects, read_stack_file
+from tests.conftest import PROJECT_ROOT, REFERENCE
+from tests.pool_strategies import valid_pool_sets
+
+ADDON = "aws:eks/addon:Addon"
+NODE_MONITORING = "eks-node-monitoring-agent"
+STACK_FILES = (PROJECT_ROOT / "Pulumi.dev.yaml", PROJECT_ROOT / "examples" / "stacks" / "Pulumi.gpu-pools.yaml")
+# The add-on's configuration schema (aws/eks-node-monitoring-agent charts/configuration.schema.json, v1.6.1 L81-105
+# and v1.7.0): `dcgmAgent` allows podAnnotations, podLabels, resources, resizePolicy, tolerations (and from v1.7.0
+# affinity, nodeSelector, priorityClassName), with additionalProperties false; tolerations are an array of objects.
+SCHEMA_DCGM_KEYS = {"tolerations": list}
+
+
+def addon(run, name: str = NODE_MONITORING):
+    (found,) = [r for r in run.of_type(ADDON) if r.inputs["addonName"] == name]
+    return found
+
+
+def configuration(run) -> dict:
+    return json.loads(addon(run).inputs["configurationValues"])
+
+
+def gpu_pool_taints(run) -> list[dict]:
+    pools = [o for o in kubernetes_objects(run) if o["kind"] == "NodePool" and o["metadata"]["name"] != "default"]
+    return [taint for pool in pools for taint in pool["spec"]["template"]["spec"].get("taints", [])]
+
+
+def chart_version(run) -> str:
+    """The chart release of the add-on version: v1.7.0-eksbuild.1 -> 1.7.0 (the chart's values pin that image)."""
+    return addon(run).inputs["addonVersion"].removeprefix("v").split("-")[0]
+
+
+@pytest.fixture(scope="module", params=STACK_FILES, ids=lambda p: p.stem)
+def committed(request):
+    return run_program(read_stack_file(request.param), stack=request.param.stem.removeprefix("Pulumi."))
+
+
+def test_the_configuration_uses_only_keys_of_the_addon_schema(committed):
+    config = configuration(committed)
+    assert set(config) == {"dcgmAgent"}
+    for key, value in config["dcgmAgent"].items():
+        assert isinstance(value, SCHEMA_DCGM_KEYS[key]), key
+    assert all(isinstance(t, dict) for t in config["dcgmAgent"]["tolerations"])
+
+
+def test_the_dcgm_server_tolerates_every_gpu_pool_taint_of_the_committed_stacks(committed):
+    taints = gpu_pool_taints(committed)
+    assert taints  # every GPU pool is tainted
+    assert untolerated(taints, configuration(committed)["dcgmAgent"]["tolerations"]) == []
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_pool_sets())
+def test_the_dcgm_server_tolerates_every_gpu_pool_taint_of_generated_stacks(raw):
+    run = run_program(raw)
+    assert untolerated(gpu_pool_taints(run), configuration(run)["dcgmAgent"]["tolerations"]) == []
+
+
+# --- the real chart, rendered as EKS would install the add-on -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    found, why = find_helm()
+    if found is None:
+        pytest.skip(f"{why.removeprefix('charts: ').split(';')[0]}; bash .ci/run installs it")
+    return found
+
+
+def dcgm_server(helm: str, run, tmp_path) -> dict:
+    archive = REFERENCE / "charts" / f"{NODE_MONITORING}-{chart_version(run)}.tgz"
+    if not archive.is_file():
+        pytest.skip(f"the pinned add-on's chart archive is not in {archive.parent}")
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(configuration(run)))
+    result = subprocess.run(
+        [helm, "template", NODE_MONITORING, str(archive), "--namespace", "kube-system", "-f", str(values)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    (daemonset,) = [d for d in docs if d["kind"] == "DaemonSet" and d["metadata"]["name"] == "dcgm-server"]
+    return daemonset["spec"]["template"]["spec"]
+
+
+def admits(affinity: dict, labels: dict[str, str]) -> bool:
+    terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    return any(all(requirement_holds(e, labels) for e in term["matchExpressions"]) for term in terms)
+
+
+def test_the_chart_renders_a_dcgm_server_that_reaches_every_gpu_node(helm, committed, tmp_path):
+    pod = dcgm_server(helm, committed, tmp_path)
+    assert untolerated(gpu_pool_taints(committed), pod.get("tolerations", [])) == []
+    pools = [o for o in kubernetes_objects(committed) if o["kind"] == "NodePool" and o["metadata"]["name"] != "default"]
+    for pool in pools:
+        requirements = pool["spec"]["template"]["spec"]["requirements"]
+        for name, gpu_type in CATALOG.items():
+            if all(requirement_holds(r, gpu_type.labels) for r in requirements if r["key"] in gpu_type.labels):
+                assert admits(pod["affinity"], gpu_type.labels), f"{name} ({pool['metadata']['name']})"
+
+
+def test_every_type_a_pool_can_select_is_in_the_pinned_charts_dcgm_affinity(helm, tmp_path):
+    """Attribute pools may match any amd64 NVIDIA type with whole GPUs of the catalog: the chart's instance-type list
+    must hold all of them (v1.6.1's lacks g7 and g7e), or those nodes get no DCGM server whatever they tolerate."""
+    run = run_program({"aws:region": "us-west-2"})
+    pod = dcgm_server(helm, run, tmp_path)
+    selectable = [n for n, t in CATALOG.items() if t.arch == "amd64" and t.gpu_count >= 1]
+    assert [n for n in selectable if not admits(pod["affinity"], CATALOG[n].labels)] == []
