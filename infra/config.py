@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from infra.gpu.catalog import CATALOG as GPU_CATALOG
-from infra.gpu.catalog import GPU_FAMILIES, GPU_NAMES, matching_types
+from infra.gpu.catalog import GPU_FAMILIES, GPU_NAMES, MAX_GPUS_PER_INSTANCE, matching_types
 from infra.gpu.selection import ARCH, platform_requirements, selection_requirements
 
 PROJECT = "eks-gpu-spot"
@@ -231,8 +231,8 @@ class GpuPool(BaseModel):
     @field_validator("gpu_count_min", "gpu_count_max")
     @classmethod
     def _count(cls, v: int | None) -> int | None:
-        if v is not None and not 1 <= v <= 16:
-            raise ValueError("must be between 1 and 16 GPUs per instance")
+        if v is not None and not 1 <= v <= MAX_GPUS_PER_INSTANCE:
+            raise ValueError(f"must be between 1 and {MAX_GPUS_PER_INSTANCE} GPUs per instance")
         return v
 
     @field_validator("gpu_memory_min_gib")
@@ -333,6 +333,9 @@ class GpuPool(BaseModel):
             raise item_error("capacityReservationIds", ids, "needs 'reserved' in capacityTypes")
         if self.time_slicing_replicas and self.mig_profile:
             raise item_error("migProfile", self.mig_profile, "excludes timeSlicingReplicas: choose one way to share")
+        largest = max(GPU_CATALOG[name].gpu_count for name in self.matched_types)
+        if self.gpu_limit < largest:
+            raise item_error("gpuLimit", self.gpu_limit, _limit_below_largest(largest, self.matched_types))
         models = {t.gpu_name for t in map(GPU_CATALOG.get, self.matched_types)}
         for gpu, profile in self.mig_profile.items():
             if _MIG_GPU.match(gpu) and f"{gpu[0]}{_MIG_GPU.match(gpu)[2]}" not in models:
@@ -364,6 +367,14 @@ def _check_gpu_type(index: int, item: str) -> None:
     if gpu_type.arch != ARCH or gpu_type.gpu_count < 1:
         shape = f"is {gpu_type.arch} with {gpu_type.gpu_count} whole GPUs"
         raise item_error(index, item, f"{shape}; GPU pools need amd64 and at least one whole GPU")
+
+
+def _limit_below_largest(largest: int, types: list[str]) -> str:
+    biggest = [name for name in types if GPU_CATALOG[name].gpu_count == largest]
+    return (
+        f"is below the {largest} GPUs of the pool's largest type ({', '.join(biggest[:3])}): Karpenter would never "
+        f"launch it; set at least {largest}, or narrow the pool (gpuCountMax, instanceTypes)"
+    )
 
 
 def _check_consolidate_after(v: str) -> str:
@@ -427,7 +438,9 @@ class StackConfig(BaseModel):
 
     # Node classes and pools.
     bottlerocket_version: str = _key("1.64.0", "Pinned Bottlerocket version of Karpenter nodes (AMI alias).")
-    gpu_limit: Int = _key(16, "Most nvidia.com/gpu the GPU node pool may provision in total.")
+    gpu_limit: Int = _key(
+        16, "Most whole GPUs the single GPU node pool may hold, before and after its nodes initialize."
+    )
     gpu_consolidate_after: str = _key(
         "15m", "How long a GPU node must stay empty before Karpenter removes it (Go duration)."
     )
@@ -829,6 +842,10 @@ def _relation_problems(cfg: StackConfig) -> list[ConfigProblem]:
                 f"replaces the single pool of {' and '.join(single_pool_keys)}: set one or the other, not both",
             )
         )
+    largest = max(GPU_CATALOG[name].gpu_count for name in cfg.gpu_instance_types)
+    if not cfg.gpu_pools and cfg.gpu_limit < largest:
+        why = _limit_below_largest(largest, list(cfg.gpu_instance_types))
+        problems.append(ConfigProblem("gpuLimit", cfg.gpu_limit, why))
     default_cidrs = StackConfig.model_fields["public_access_cidrs"].default
     if cfg.endpoint_public_access and not cfg.public_access_cidrs:
         problems.append(

@@ -108,6 +108,10 @@ def _write_yaml(path: Path, document: Any) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
 
 
+def _gpus(bound: int | None) -> str:
+    return "unbounded" if bound is None else str(bound)
+
+
 def summary(run: Any, stack: str, region: str) -> str:
     counts = Counter(r.type for r in run.registrations)
     width = max(map(len, counts)) if counts else 10
@@ -121,10 +125,12 @@ def summary(run: Any, stack: str, region: str) -> str:
 
 
 def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
-    """Per GPU pool: the catalog's instance types its requirements match today, and those without local NVMe. The
-    catalog (Karpenter's instance-type reference) has no per-region facts, so region availability is left to the
-    preflight, which render never runs: it calls AWS."""
+    """Per GPU pool: the catalog's instance types its requirements match today, those without local NVMe, and the
+    whole GPUs its limits allow before and after nodes initialize (infra/gpu/limits.py). The catalog (Karpenter's
+    instance-type reference) has no per-region facts, so region availability is left to the preflight, which render
+    never runs: it calls AWS."""
     from infra.gpu.catalog import CATALOG
+    from infra.gpu.limits import pool_bound
     from infra.gpu.pools import node_class_of
 
     lines = ["GPU pools (instance types their requirements match in infra/data/gpu_catalog.json today):"]
@@ -142,6 +148,14 @@ def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
                 f"    no local NVMe: {', '.join(no_nvme)}: their images live on the EBS data volume "
                 f"(gpuDataVolumeSize = {cfg.gpu_data_volume_size} GiB), so size it for your images"
             )
+    lines.append("GPU bound per pool (whole GPUs its limits allow; Karpenter counts what a node advertises once it")
+    lines.append("initializes, the instance type's capacity before):")
+    for pool in cfg.effective_gpu_pools:
+        bound = pool_bound(pool)
+        lines.append(
+            f"  {pool.name}: {bound.kind}; at most {_gpus(bound.before_initialization)} GPUs before and "
+            f"{_gpus(bound.after_initialization)} after nodes initialize ({bound.enforced_by})"
+        )
     lines.append(
         "  Offered in this region's zones, within vCPU quota, Spot capacity now: not known offline; "
         f"ask AWS with `uv run python -m infra.preflight {stack_args}`"

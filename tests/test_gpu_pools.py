@@ -61,6 +61,7 @@ def test_without_gpu_pools_the_plan_is_the_seeds_single_pool(stack):
     spec = objects(stack, "NodePool")["gpu-spot"]["spec"]
     assert spec["template"]["spec"]["requirements"] == [
         {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p5.48xlarge"]},
+        {"key": "karpenter.k8s.aws/instance-gpu-manufacturer", "operator": "In", "values": ["nvidia"]},
         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]},
         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
@@ -85,13 +86,14 @@ def test_three_pools_render_with_their_own_classes_and_overlays(three_pools):
     assert sorted(objects(run, "EC2NodeClass")) == ["default", "gpu", "gpu-inference", "gpu-reserved-h100"]
     classes = {n: p["spec"]["template"]["spec"]["nodeClassRef"]["name"] for n, p in objects(run, "NodePool").items()}
     assert classes["training"] == "gpu"  # nothing of its own: shares the class
-    assert sorted(objects(run, "NodeOverlay")) == ["inference-1gpu-slices", "inference-4gpu-slices"]
+    # One per GPU count the pool admits (gpuCountMax 4), not only the counts of today's types (1 and 4).
+    assert sorted(objects(run, "NodeOverlay")) == [f"inference-{n}gpu-slices" for n in (1, 2, 3, 4)]
 
 
 def test_every_rendered_karpenter_object_passes_the_crds(three_pools, reference):
     _, run = three_pools
     karpenter = [o for o in kubernetes_objects(run) if o["kind"] in ("NodePool", "EC2NodeClass", "NodeOverlay")]
-    assert len(karpenter) == 4 + 4 + 2
+    assert len(karpenter) == 4 + 4 + 4
     for obj in karpenter:
         assert validate(reference / "karpenter" / "crds", obj) == [], f"{obj['kind']}/{obj['metadata']['name']}"
 
@@ -164,7 +166,9 @@ def test_every_gpu_pool_keeps_the_seeds_protections(three_pools):
         assert {"nodes": "0", "reasons": ["Underutilized", "Drifted"]} in spec["disruption"]["budgets"]
     assert objects(run, "NodePool")["training"]["spec"]["disruption"]["consolidateAfter"] == "30m"
     assert objects(run, "NodePool")["inference"]["spec"]["disruption"]["consolidateAfter"] == cfg.gpu_consolidate_after
-    assert objects(run, "NodePool")["inference"]["spec"]["limits"] == {"nvidia.com/gpu": 32}
+    # Time-sliced: the slices its gpuLimit of 32 GPUs holds, counted alike before and after nodes initialize.
+    assert objects(run, "NodePool")["inference"]["spec"]["limits"] == {"nvidia.com/gpu.shared": 32 * 4}
+    assert objects(run, "NodePool")["training"]["spec"]["limits"] == {"nvidia.com/gpu": 16}
     assert objects(run, "NodePool")["reserved-h100"]["spec"]["weight"] == 100
 
 
@@ -182,6 +186,7 @@ def test_time_slicing_is_in_the_pools_own_user_data_and_overlays_count_the_slice
         "requirements": [
             {"key": "karpenter.sh/nodepool", "operator": "In", "values": ["inference"]},
             {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "In", "values": ["4"]},
+            {"key": "karpenter.k8s.aws/instance-gpu-manufacturer", "operator": "In", "values": ["nvidia"]},
         ],
         "capacity": {"nvidia.com/gpu.shared": "16"},
     }

@@ -14,6 +14,7 @@ from typing import Any
 _DATA = Path(__file__).resolve().parent.parent / "data"
 _AWS = json.loads((_DATA / "aws_catalog.json").read_text())
 GPU_MEMORY_REPORTED_FRACTION: float = _AWS["gpu_memory_reported_fraction"]
+MAX_GPUS_PER_INSTANCE: int = _AWS["max_gpus_per_instance"]
 LABEL = "karpenter.k8s.aws/instance-"
 
 

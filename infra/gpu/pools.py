@@ -10,14 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from infra.config import GpuPool, StackConfig
-from infra.gpu.catalog import CATALOG, LABEL
+from infra.gpu.catalog import LABEL
+from infra.gpu.limits import GPU_RESOURCE, SHARED_GPU_RESOURCE, overlay_gpu_counts, pool_limits
 from infra.gpu.selection import platform_requirements, requirement, selection_requirements
 
 GPU_CLASS = "gpu"
-GPU_RESOURCE = "nvidia.com/gpu"
-# Bottlerocket's time-slicing with rename-by-default (its default) advertises each GPU's slices as this resource, a
-# new extended resource next to nvidia.com/gpu (bottlerocket settings docs, 1.25.x kubelet-device-plugins).
-SHARED_GPU_RESOURCE = "nvidia.com/gpu.shared"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
 CAPACITY_TYPE = "karpenter.sh/capacity-type"
@@ -98,7 +95,8 @@ def gpu_pool_spec(pool: GpuPool, cfg: StackConfig) -> dict[str, Any]:
                 "expireAfter": "Never",
             }
         },
-        "limits": {GPU_RESOURCE: pool.gpu_limit},
+        # What Karpenter counts the same before and after nodes initialize (infra/gpu/limits.py).
+        "limits": pool_limits(pool),
         "disruption": {
             # Only empty nodes are removed, and only after the idle time (longer than a cold image pull).
             "consolidationPolicy": "WhenEmpty",
@@ -118,10 +116,7 @@ def gpu_pool_spec(pool: GpuPool, cfg: StackConfig) -> dict[str, Any]:
 
 def node_overlays(pool: GpuPool) -> list[tuple[str, dict[str, Any]]]:
     """Time-sliced pools: NodeOverlays telling Karpenter each node offers GPUs x replicas `nvidia.com/gpu.shared`
-    (Karpenter cannot know the device plugin's slices), one per GPU count among the pool's types."""
-    if not pool.time_slicing_replicas:
-        return []
-    counts = sorted({CATALOG[name].gpu_count for name in pool.matched_types})
+    (Karpenter cannot know the device plugin's slices), one per GPU count the pool admits (limits.py)."""
     return [
         (
             f"{pool.name}-{count}gpu-slices",
@@ -129,11 +124,12 @@ def node_overlays(pool: GpuPool) -> list[tuple[str, dict[str, Any]]]:
                 "requirements": [
                     requirement(NODEPOOL_LABEL, "In", pool.name),
                     requirement(f"{LABEL}gpu-count", "In", count),
+                    requirement(f"{LABEL}gpu-manufacturer", "In", "nvidia"),
                 ],
                 "capacity": {SHARED_GPU_RESOURCE: str(count * pool.time_slicing_replicas)},
             },
         )
-        for count in counts
+        for count in overlay_gpu_counts(pool)
     ]
 
 
