@@ -18,6 +18,7 @@ import tomli_w
 from pulumi_kubernetes.apiextensions import CustomResource
 
 from infra.config import LEGACY_GPU_POOL, PROJECT, StackConfig
+from infra.gpu.placement import PoolOffer
 from infra.gpu.pools import (
     GPU_CLASS,
     NODEOVERLAY_API_VERSION,
@@ -260,6 +261,16 @@ def nodepool_spec(pool: str, cfg: StackConfig) -> dict:
         return default_pool_spec(cfg)
     (gpu_pool,) = [p for p in cfg.effective_gpu_pools if p.name == pool]
     return gpu_pool_spec(gpu_pool, cfg)
+
+
+def stack_offers(cfg: StackConfig) -> list[PoolOffer]:
+    """Every NodePool of the stack as the placement model sees it (infra/gpu/placement.py): specs and overlays exactly
+    as rendered."""
+    offers = [PoolOffer.from_spec(DEFAULT_POOL, default_pool_spec(cfg), gpu=False)]
+    for pool in cfg.effective_gpu_pools:
+        overlays = [spec for _, spec in node_overlays(pool)]
+        offers.append(PoolOffer.from_spec(pool.name, gpu_pool_spec(pool, cfg), overlays))
+    return offers
 
 
 def manifest(api_version: str, kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:

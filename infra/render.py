@@ -112,6 +112,42 @@ def _gpus(bound: int | None) -> str:
     return "unbounded" if bound is None else str(bound)
 
 
+def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
+    """Which pod lands where: per pool, in the order Karpenter tries them (infra/gpu/placement.py), the resource its
+    pods request, the taints they must tolerate, weight, capacity types, and the whole GPUs its limits allow before
+    and after nodes initialize (infra/gpu/limits.py)."""
+    from infra.gpu.limits import pool_bound
+    from infra.gpu.placement import in_karpenters_order
+    from infra.gpu.pools import pool_taints, requested_resource
+    from infra.node_pools import stack_offers
+
+    gpu_pools = {pool.name: pool for pool in cfg.effective_gpu_pools}
+    rows = [("pool", "kind", "pods request", "and tolerate", "weight", "capacity", "GPUs before / after init")]
+    for offer in in_karpenters_order(stack_offers(cfg)):
+        pool = gpu_pools.get(offer.name)
+        if pool is None:
+            rows.append(
+                (offer.name, "general", "cpu, memory", "-", str(offer.weight), ", ".join(offer.capacity_types), "-")
+            )
+            continue
+        bound = pool_bound(pool)
+        taints = ", ".join(f"{t['key']}={t['value']}:{t['effect']}" for t in pool_taints(pool))
+        gpus = f"{_gpus(bound.before_initialization)} / {_gpus(bound.after_initialization)} ({bound.enforced_by})"
+        rows.append((offer.name, bound.kind, requested_resource(pool), taints, str(offer.weight),
+                     ", ".join(pool.capacity_types), gpus))  # fmt: skip
+    return rows
+
+
+def pool_table_lines(cfg: Any) -> list[str]:
+    rows = pool_table_rows(cfg)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "Which pod lands where (pools in the order Karpenter tries them; a pod needs the request and every toleration):"
+    ]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return lines
+
+
 def summary(run: Any, stack: str, region: str) -> str:
     counts = Counter(r.type for r in run.registrations)
     width = max(map(len, counts)) if counts else 10
@@ -130,7 +166,6 @@ def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
     instance-type reference) has no per-region facts, so region availability is left to the preflight, which render
     never runs: it calls AWS."""
     from infra.gpu.catalog import CATALOG
-    from infra.gpu.limits import pool_bound
     from infra.gpu.pools import node_class_of
 
     lines = ["GPU pools (instance types their requirements match in infra/data/gpu_catalog.json today):"]
@@ -148,14 +183,7 @@ def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
                 f"    no local NVMe: {', '.join(no_nvme)}: their images live on the EBS data volume "
                 f"(gpuDataVolumeSize = {cfg.gpu_data_volume_size} GiB), so size it for your images"
             )
-    lines.append("GPU bound per pool (whole GPUs its limits allow; Karpenter counts what a node advertises once it")
-    lines.append("initializes, the instance type's capacity before):")
-    for pool in cfg.effective_gpu_pools:
-        bound = pool_bound(pool)
-        lines.append(
-            f"  {pool.name}: {bound.kind}; at most {_gpus(bound.before_initialization)} GPUs before and "
-            f"{_gpus(bound.after_initialization)} after nodes initialize ({bound.enforced_by})"
-        )
+    lines += pool_table_lines(cfg)
     lines.append(
         "  Offered in this region's zones, within vCPU quota, Spot capacity now: not known offline; "
         f"ask AWS with `uv run python -m infra.preflight {stack_args}`"

@@ -155,8 +155,7 @@ def test_render_prints_each_pools_bound_in_both_phases(tmp_path):
         "--config-file", str(PROJECT_ROOT / "examples/stacks/Pulumi.gpu-pools.yaml"), "--out", str(tmp_path / "o")
     )
     assert result.returncode == 0, result.stderr
-    inference = "inference: time-slicing; at most 32 GPUs before and 32 after nodes initialize"
-    assert f"{inference} (nvidia.com/gpu.shared <= 128)" in result.stdout
-    assert "training: whole GPUs; at most 16 GPUs before and 16 after nodes initialize (nvidia.com/gpu <= 16)" in (
-        result.stdout
-    )
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert "32 / 32 (nvidia.com/gpu.shared <= 128)" in rows["inference"]
+    assert "16 / 16 (nvidia.com/gpu <= 16)" in rows["training"]
+    assert "8 / 8 (nodes <= 1)" in rows["mig-h100"]

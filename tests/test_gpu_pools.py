@@ -82,8 +82,10 @@ def test_gpu_pools_together_with_the_single_pool_keys_is_an_error_naming_both():
 
 def test_three_pools_render_with_their_own_classes_and_overlays(three_pools):
     _, run = three_pools
-    assert sorted(objects(run, "NodePool")) == ["default", "inference", "reserved-h100", "training"]
-    assert sorted(objects(run, "EC2NodeClass")) == ["default", "gpu", "gpu-inference", "gpu-reserved-h100"]
+    assert sorted(objects(run, "NodePool")) == ["default", "inference", "mig-h100", "reserved-h100", "training"]
+    assert sorted(objects(run, "EC2NodeClass")) == [
+        "default", "gpu", "gpu-inference", "gpu-mig-h100", "gpu-reserved-h100"
+    ]  # fmt: skip
     classes = {n: p["spec"]["template"]["spec"]["nodeClassRef"]["name"] for n, p in objects(run, "NodePool").items()}
     assert classes["training"] == "gpu"  # nothing of its own: shares the class
     # One per GPU count the pool admits (gpuCountMax 4), not only the counts of today's types (1 and 4).
@@ -93,7 +95,7 @@ def test_three_pools_render_with_their_own_classes_and_overlays(three_pools):
 def test_every_rendered_karpenter_object_passes_the_crds(three_pools, reference):
     _, run = three_pools
     karpenter = [o for o in kubernetes_objects(run) if o["kind"] in ("NodePool", "EC2NodeClass", "NodeOverlay")]
-    assert len(karpenter) == 4 + 4 + 4
+    assert len(karpenter) == 5 + 5 + 4
     for obj in karpenter:
         assert validate(reference / "karpenter" / "crds", obj) == [], f"{obj['kind']}/{obj['metadata']['name']}"
 
@@ -158,9 +160,12 @@ def test_every_gpu_pool_keeps_the_seeds_protections(three_pools):
         if name == "default":
             continue
         spec = pool["spec"]
-        assert spec["template"]["spec"]["taints"] == [
-            {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
-        ]
+        # The GPU taint first; shared pools add their own (tests/test_placement.py).
+        assert spec["template"]["spec"]["taints"][0] == {
+            "key": "nvidia.com/gpu",
+            "value": "true",
+            "effect": "NoSchedule",
+        }
         assert spec["template"]["spec"]["expireAfter"] == "Never"
         assert spec["disruption"]["consolidationPolicy"] == "WhenEmpty"
         assert {"nodes": "0", "reasons": ["Underutilized", "Drifted"]} in spec["disruption"]["budgets"]

@@ -1,16 +1,41 @@
-"""Which pool a pending pod can land on: a small model of the scheduling checks Karpenter makes, each rule citing the
-upstream code it follows (kubernetes-sigs/karpenter v1.14.1, the core that karpenter-provider-aws v1.14.1 pins).
+"""Which pool a pending pod can land on: a small model of the checks Karpenter makes when it launches a node for a
+pod, each rule citing the upstream code it follows (kubernetes-sigs/karpenter v1.14.1, the core that
+karpenter-provider-aws v1.14.1 pins; K = that repository).
 
-Tests use it as their oracle; `render` prints its pool table from it.
+- Pools are tried by weight, highest first, a tie going to the name later in the alphabet
+  (K pkg/utils/nodepool/nodepool.go OrderByWeight; provisioner.go L290-293).
+- Every NoSchedule/NoExecute taint of the pool must be tolerated (K pkg/scheduling/taints.go ToleratesPod, called
+  first by scheduling/nodeclaim.go CanAdd).
+- The pod's node selector and required node affinity must fit the pool's requirements, template labels and
+  `karpenter.sh/nodepool`; a label the pool does not define is allowed only if it is well known (or the operator is
+  NotIn/DoesNotExist) (K pkg/scheduling/requirements.go Compatible with AllowUndefinedWellKnownLabels).
+- Some instance type the pool admits must satisfy those requirements and hold the pod's requests in its capacity,
+  NodeOverlays applied (K scheduling/nodeclaim.go filterInstanceTypesByRequirements: compatible() and fits()). An
+  instance type's `nvidia.com/gpu` is its physical GPU count whatever the device plugin will advertise
+  (karpenter-provider-aws pkg/providers/instancetype/types.go), and an overlay only adds what it names.
+
+CPU and memory are checked against the type's vCPUs and memory, without kubelet and daemonset overhead. Tests use this
+module as their oracle; `render` prints its pool table from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from infra.gpu.catalog import CATALOG, GpuType, requirement_holds
 
 Taint = Mapping[str, Any]
 Toleration = Mapping[str, Any]
+Requirement = Mapping[str, Any]
+
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
+CAPACITY_TYPE = "karpenter.sh/capacity-type"
+# Label domains Karpenter treats as well known (K pkg/apis/v1/labels.go WellKnownLabels and RestrictedLabelDomains;
+# karpenter-provider-aws pkg/apis/v1/labels.go adds karpenter.k8s.aws): a pool need not define them.
+WELL_KNOWN_PREFIXES = ("kubernetes.io/", "node.kubernetes.io/", "topology.kubernetes.io/", "karpenter.sh/",
+                       "karpenter.k8s.aws/", "topology.k8s.aws/")  # fmt: skip
 
 
 def tolerates(toleration: Toleration, taint: Taint) -> bool:
@@ -36,3 +61,152 @@ def untolerated(taints: Iterable[Taint], tolerations: Iterable[Toleration]) -> l
         for taint in taints
         if taint.get("effect") != "PreferNoSchedule" and not any(tolerates(t, taint) for t in tolerations)
     ]
+
+
+@dataclass(frozen=True)
+class Pod:
+    """What scheduling reads of a pending pod."""
+
+    requests: Mapping[str, float] = field(default_factory=dict)
+    tolerations: Sequence[Toleration] = ()
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    affinity_terms: Sequence[Sequence[Requirement]] = ()  # required node affinity: terms ORed, expressions ANDed
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Pod:
+        """From a pod spec (a Deployment's or Job's `spec.template.spec`). A resource given as a limit only is
+        requested at that limit (Kubernetes defaults requests to limits)."""
+        requests: dict[str, float] = {}
+        for container in spec.get("containers", []):
+            resources = container.get("resources") or {}
+            asked = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+            for name, value in asked.items():
+                requests[name] = requests.get(name, 0) + _quantity(name, value)
+        affinity = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ) or {}
+        terms = [term.get("matchExpressions", []) for term in affinity.get("nodeSelectorTerms", [])]
+        return cls(requests, spec.get("tolerations") or [], spec.get("nodeSelector") or {}, terms)
+
+    def requirement_sets(self) -> list[list[Requirement]]:
+        """The node selector ANDed into each affinity term (one set when there is no affinity)."""
+        selector = [{"key": k, "operator": "In", "values": [v]} for k, v in self.node_selector.items()]
+        return [[*selector, *term] for term in self.affinity_terms] or [selector]
+
+
+_MEMORY_MIB = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
+
+
+def _quantity(name: str, value: Any) -> float:
+    """cpu in cores, memory in MiB (as the catalog holds them), anything else as a count."""
+    text = str(value)
+    if name == "cpu" and text.endswith("m"):
+        return float(text[:-1]) / 1000
+    if name == "memory":
+        for suffix, mib in _MEMORY_MIB.items():
+            if text.endswith(suffix):
+                return float(text[: -len(suffix)]) * mib
+        return float(text) / (1024 * 1024)
+    return float(text)
+
+
+@dataclass(frozen=True)
+class PoolOffer:
+    """What Karpenter knows of one NodePool when it launches for a pod: the rendered spec and overlays."""
+
+    name: str
+    weight: int
+    taints: Sequence[Taint]
+    requirements: Sequence[Requirement]
+    labels: Mapping[str, str]
+    overlays: Sequence[Mapping[str, Any]] = ()  # NodeOverlay specs scoped to this pool
+    catalog: Mapping[str, GpuType] | None = None  # None: a pool of general (CPU) types, not in the GPU catalog
+
+    @classmethod
+    def from_spec(
+        cls, name: str, spec: Mapping[str, Any], overlays: Sequence[Mapping[str, Any]] = (), gpu: bool = True
+    ) -> PoolOffer:
+        template = spec["template"]
+        return cls(
+            name=name,
+            weight=spec.get("weight") or 0,
+            taints=template["spec"].get("taints", []),
+            requirements=template["spec"]["requirements"],
+            labels={**(template.get("metadata") or {}).get("labels", {}), NODEPOOL_LABEL: name},
+            overlays=overlays,
+            catalog=CATALOG if gpu else None,
+        )
+
+    @property
+    def capacity_types(self) -> list[str]:
+        return [v for r in self.requirements if r["key"] == CAPACITY_TYPE for v in r["values"]]
+
+    def types(self) -> list[GpuType]:
+        """The catalog types the pool's requirements admit (capacity type is not a type property)."""
+        if self.catalog is None:
+            return []
+        type_requirements = [r for r in self.requirements if r["key"] != CAPACITY_TYPE]
+        return [t for t in self.catalog.values() if all(requirement_holds(r, t.labels) for r in type_requirements)]
+
+    def capacity(self, gpu_type: GpuType) -> dict[str, float]:
+        """The type's capacity as the scheduler sees it in this pool: physical GPUs, plus every matching overlay."""
+        found = {"cpu": gpu_type.vcpu, "memory": gpu_type.memory_mib, "nvidia.com/gpu": gpu_type.gpu_count}
+        labels = {**gpu_type.labels, **self.labels}
+        for overlay in self.overlays:
+            if all(requirement_holds(r, labels) for r in overlay["requirements"]):
+                found.update({k: float(v) for k, v in overlay.get("capacity", {}).items()})
+        return found
+
+
+def _fits_labels(requirements: Iterable[Requirement], labels: Mapping[str, str], capacity_types: list[str]) -> bool:
+    for r in requirements:
+        key, operator = r["key"], r["operator"]
+        if key == CAPACITY_TYPE:
+            allowed = set(capacity_types)
+            if operator == "In" and not allowed & set(r["values"]):
+                return False
+            if operator == "NotIn" and allowed <= set(r["values"]):
+                return False
+            continue
+        if key in labels:
+            if not requirement_holds(r, labels):
+                return False
+        elif operator in ("NotIn", "DoesNotExist"):
+            continue
+        elif not key.startswith(WELL_KNOWN_PREFIXES):
+            return False  # a custom label the pool does not define: denied (requirements.go Compatible)
+    return True
+
+
+def takes(offer: PoolOffer, pod: Pod) -> bool:
+    """Whether Karpenter could launch a node of this pool for the pod."""
+    if untolerated(offer.taints, pod.tolerations):
+        return False
+    if offer.catalog is None:  # general pool: no GPU resource of any kind
+        if any(name.startswith("nvidia.com/") for name in pod.requests):
+            return False
+        return any(_fits_labels(rs, offer.labels, offer.capacity_types) for rs in pod.requirement_sets())
+    for gpu_type in offer.types():
+        labels = {**gpu_type.labels, **offer.labels}
+        capacity = offer.capacity(gpu_type)
+        if all(capacity.get(name, 0) >= amount for name, amount in pod.requests.items()) and any(
+            _fits_labels(rs, labels, offer.capacity_types) for rs in pod.requirement_sets()
+        ):
+            return True
+    return False
+
+
+def in_karpenters_order(offers: Iterable[PoolOffer]) -> list[PoolOffer]:
+    """Highest weight first; on a tie, the name later in the alphabet first (OrderByWeight)."""
+    return sorted(offers, key=lambda o: (-o.weight, [-ord(c) for c in o.name]))
+
+
+def candidate_pools(pod: Pod, offers: Iterable[PoolOffer]) -> list[str]:
+    """Every pool that could take the pod, in the order Karpenter tries them."""
+    return [o.name for o in in_karpenters_order(offers) if takes(o, pod)]
+
+
+def lands_on(pod: Pod, offers: Iterable[PoolOffer]) -> str | None:
+    """The pool Karpenter launches for the pod (the first that takes it), None if none does."""
+    found = candidate_pools(pod, offers)
+    return found[0] if found else None

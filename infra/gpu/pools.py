@@ -9,13 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.config import GpuPool, StackConfig
+from infra.config import PROJECT, GpuPool, StackConfig
 from infra.gpu.catalog import LABEL
-from infra.gpu.limits import GPU_RESOURCE, SHARED_GPU_RESOURCE, overlay_gpu_counts, pool_limits
+from infra.gpu.limits import (
+    GPU_RESOURCE,
+    MIG,
+    SHARED_GPU_RESOURCE,
+    TIME_SLICING,
+    overlay_gpu_counts,
+    pool_kind,
+    pool_limits,
+)
 from infra.gpu.selection import platform_requirements, requirement, selection_requirements
 
 GPU_CLASS = "gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
+# Shared pools carry a taint of their own besides GPU_TAINT: a NodeOverlay only adds capacity, so Karpenter still sees
+# whole nvidia.com/gpu on a time-sliced type, and a whole-GPU pod that tolerates only GPU_TAINT would be placed there
+# (then never initialize: the node advertises no nvidia.com/gpu) or, on MIG, silently get one partition.
+SHARING_TAINT_KEY = f"{PROJECT}/gpu-sharing"
+SHARING_TAINT_VALUES = {TIME_SLICING: "time-slicing", MIG: "mig"}
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
 CAPACITY_TYPE = "karpenter.sh/capacity-type"
 NODEOVERLAY_API_VERSION = "karpenter.sh/v1alpha1"
@@ -23,7 +36,15 @@ NODEOVERLAY_API_VERSION = "karpenter.sh/v1alpha1"
 
 def pool_taints(pool: GpuPool) -> list[dict[str, str]]:
     """The taints of a GPU pool's nodes: a pod lands there only if it tolerates every one."""
-    return [dict(GPU_TAINT)]
+    sharing = SHARING_TAINT_VALUES.get(pool_kind(pool))
+    if sharing is None:
+        return [dict(GPU_TAINT)]
+    return [dict(GPU_TAINT), {"key": SHARING_TAINT_KEY, "value": sharing, "effect": "NoSchedule"}]
+
+
+def requested_resource(pool: GpuPool) -> str:
+    """What a pod of this pool asks for: a whole GPU, a slice (time-slicing) or a MIG partition (nvidia.com/gpu)."""
+    return SHARED_GPU_RESOURCE if pool_kind(pool) == TIME_SLICING else GPU_RESOURCE
 
 
 def gpu_pool_taints(cfg: StackConfig) -> list[dict[str, str]]:
