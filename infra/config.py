@@ -22,12 +22,14 @@ from pydantic_core import PydanticCustomError
 from infra.gpu.catalog import CATALOG as GPU_CATALOG
 from infra.gpu.catalog import GPU_FAMILIES, GPU_NAMES, MAX_GPUS_PER_INSTANCE, matching_types
 from infra.gpu.selection import ARCH, platform_requirements, selection_requirements
+from infra.kubernetes_versions import BOTTLEROCKET_NVIDIA_VARIANTS, KARPENTER_RANGES, NEWEST, SUPPORTED, minor
 
 PROJECT = "eks-gpu-spot"
 REGION_KEY = "aws:region"
 
 _CATALOG = json.loads((Path(__file__).parent / "data" / "aws_catalog.json").read_text())
-SUPPORTED_KUBERNETES_VERSIONS: tuple[str, ...] = tuple(_CATALOG["supported_kubernetes_versions"])
+SUPPORTED_KUBERNETES_VERSIONS: tuple[str, ...] = SUPPORTED  # infra/data/kubernetes_versions.json
+SUPPORT_TYPES = ("STANDARD", "EXTENDED")
 LOG_RETENTION_DAYS: tuple[int, ...] = tuple(_CATALOG["cloudwatch_log_retention_days"])
 # Pinned EKS add-on versions per Kubernetes version; the addonVersions key overrides single add-ons.
 ADDON_VERSIONS: dict[str, dict[str, str]] = json.loads(
@@ -398,7 +400,12 @@ class StackConfig(BaseModel):
     cluster_name_prefix: str = _key(
         "eks-spot-gpu", "Cluster name prefix; the cluster is named <prefix>-<8 random characters>."
     )
-    kubernetes_version: str = _key("1.33", "EKS Kubernetes version.")
+    kubernetes_version: str = _key(NEWEST, "EKS Kubernetes version (render prints its support window).")
+    kubernetes_support_type: str = _key(
+        "STANDARD",
+        "EKS upgrade policy: STANDARD (never billed for extended support; EKS upgrades the control plane at the end "
+        "of standard support) or EXTENDED (stays, billed $0.60 instead of $0.10 per cluster-hour).",
+    )
     vpc_cidr: str = _key("10.0.0.0/16", "VPC CIDR, a private /16 (split into private, public and intra subnets).")
     availability_zones: Strings = _key(
         (), "Zone IDs (like use1-az1) to pin the VPC to; empty for every zone of the region that needs no opt-in."
@@ -496,6 +503,15 @@ class StackConfig(BaseModel):
     def _k8s(cls, v: str) -> str:
         if v not in SUPPORTED_KUBERNETES_VERSIONS:
             raise ValueError(f"is not supported; allowed: {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}")
+        return v
+
+    @field_validator("kubernetes_support_type")
+    @classmethod
+    def _support_type(cls, v: str) -> str:
+        if v not in SUPPORT_TYPES:
+            close = difflib.get_close_matches(v.upper(), SUPPORT_TYPES, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"is not an EKS support type; allowed: {', '.join(SUPPORT_TYPES)}{hint}")
         return v
 
     @field_validator("vpc_cidr")
@@ -842,6 +858,7 @@ def _relation_problems(cfg: StackConfig) -> list[ConfigProblem]:
                 f"replaces the single pool of {' and '.join(single_pool_keys)}: set one or the other, not both",
             )
         )
+    problems += _version_problems(cfg)
     largest = max(GPU_CATALOG[name].gpu_count for name in cfg.gpu_instance_types)
     if not cfg.gpu_pools and cfg.gpu_limit < largest:
         why = _limit_below_largest(largest, list(cfg.gpu_instance_types))
@@ -860,6 +877,32 @@ def _relation_problems(cfg: StackConfig) -> list[ConfigProblem]:
             )
         )
     problems += _access_problems(cfg)
+    return problems
+
+
+def _version_problems(cfg: StackConfig) -> list[ConfigProblem]:
+    """The Kubernetes version must be one the pinned Karpenter supports and the pinned Bottlerocket release builds an
+    NVIDIA variant for (infra/data/kubernetes_versions.json); releases not in that file are not checked."""
+    problems = []
+    version = cfg.kubernetes_version
+    karpenter = KARPENTER_RANGES.get(".".join(cfg.karpenter_version.split(".")[:2]))
+    if karpenter and not minor(karpenter[0]) <= minor(version) <= minor(karpenter[1]):
+        problems.append(
+            ConfigProblem(
+                "kubernetesVersion",
+                version,
+                f"Karpenter {cfg.karpenter_version} supports Kubernetes {karpenter[0]} to {karpenter[1]}",
+            )
+        )
+    variants = BOTTLEROCKET_NVIDIA_VARIANTS.get(cfg.bottlerocket_version)
+    if variants and version not in variants:
+        problems.append(
+            ConfigProblem(
+                "kubernetesVersion",
+                version,
+                f"Bottlerocket {cfg.bottlerocket_version} builds NVIDIA variants for {', '.join(variants)} only",
+            )
+        )
     return problems
 
 

@@ -17,6 +17,7 @@ import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,19 @@ ROOT = Path(__file__).resolve().parent.parent
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 SUBNET = "aws:ec2/subnet:Subnet"
 UNKNOWN = "[unknown]"  # an output value the offline engine cannot know
+
+
+class UnsupportedVersionError(ValueError):
+    """The stack's Kubernetes version is past EKS extended support: render refuses it (the program only warns)."""
+
+
+def kubernetes_status(cfg: Any, today: date) -> str:
+    """The version's support status line; raises UnsupportedVersionError past extended support."""
+    from infra.kubernetes_versions import ENDED, VERSIONS, ended_message, status_line
+
+    if VERSIONS[cfg.kubernetes_version].status(today) == ENDED:
+        raise UnsupportedVersionError(ended_message(cfg.kubernetes_version))
+    return status_line(cfg.kubernetes_version, today)
 
 
 class StackFileError(ValueError):
@@ -273,7 +287,8 @@ def stack_arguments(args: argparse.Namespace) -> str:
     return f"--config-file {args.config_file}" if args.config_file else f"--stack {args.stack}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
+    """`today` (the date support windows are read against) is injected by tests; the command uses the clock."""
     parser = argparse.ArgumentParser(prog="python -m infra.render", description=__doc__.splitlines()[0])
     add_stack_arguments(parser)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: render-out/<stack>)")
@@ -291,12 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         raw = read_stack_file(config_file)
         cfg = parse_config(raw)  # fails before the engine starts
+        version_line = kubernetes_status(cfg, today or date.today())
         run = run_program(raw, stack=args.stack)
-    except (StackFileError, ConfigError, OfflineRegionError) as error:
+    except (StackFileError, ConfigError, OfflineRegionError, UnsupportedVersionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_outputs(run, out)
     print(summary(run, args.stack, cfg.region))
+    print(version_line)
     print("\n".join(gpu_pool_lines(cfg, stack_arguments(args))))
     print(f"Wrote {out}/resources.json, {out}/critical-path.json, {out}/outputs.json, {out}/kubernetes/, {out}/helm/")
     if args.chart_dir is not None:  # infra/charts.py: what each problem prints and which ones fail the run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pulumi
@@ -13,14 +14,26 @@ from infra.config import StackConfig
 from infra.destroy_hook import cleanup_hook
 from infra.image_cache import ImageCache, ImageCacheArgs
 from infra.karpenter import Karpenter, KarpenterArgs
+from infra.kubernetes_versions import STANDARD, VERSIONS, status_line
 from infra.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from infra.network import Network, NetworkArgs
 from infra.node_pools import NodePools, NodePoolsArgs
 from infra.zones import discover_zones
 
 
-def build_stack(cfg: StackConfig) -> dict[str, Any]:
+def version_warning(cfg: StackConfig, today: date) -> str | None:
+    """A version in extended support or past it: a warning, never an error here, so that `pulumi refresh` and
+    `pulumi destroy --run-program` still run on such a stack (render refuses an ended version)."""
+    if VERSIONS[cfg.kubernetes_version].status(today) == STANDARD:
+        return None
+    return status_line(cfg.kubernetes_version, today).removeprefix("warning: ")
+
+
+def build_stack(cfg: StackConfig, today: date | None = None) -> dict[str, Any]:
     """Register every resource of the stack; returns the stack outputs (name -> value)."""
+    warning = version_warning(cfg, today or date.today())
+    if warning:
+        pulumi.log.warn(warning)
     # First, before any resource: a pinned zone that the region lacks is a config error (names availabilityZones[i]).
     zones = discover_zones(cfg)
     # The original's naming: prefix + short random suffix, so several stacks can share an account.

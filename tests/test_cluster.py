@@ -38,7 +38,8 @@ def test_api_auth_mode_subnets_and_no_default_node_group(stack):
     eks = stack.one(EKS).inputs
     intra = sorted(r.inputs["cidrBlock"] for r in stack.of_type("aws:ec2/subnet:Subnet") if "-intra-" in r.name)
     assert eks["authenticationMode"] == "API"
-    assert eks["version"] == "1.33"
+    assert eks["version"] == "1.36"
+    assert eks["upgradePolicy"] == {"supportType": "STANDARD"}
     assert eks["skipDefaultNodeGroup"] is True
     assert eks["bootstrapSelfManagedAddons"] is False
     assert eks["createOidcProvider"] is False
@@ -107,8 +108,8 @@ def test_five_addons_with_coredns_and_node_monitoring_after_the_node_group(stack
     assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent", "eks-node-monitoring-agent"}
     assert addons["eks-node-monitoring-agent"].inputs["addonVersion"] == "v1.7.0-eksbuild.1"
     # Pinned per Kubernetes version (infra/data/eks_addons.json), never resolved at deploy time.
-    assert addons["coredns"].inputs["addonVersion"] == "v1.12.1-eksbuild.2"
-    assert addons["kube-proxy"].inputs["addonVersion"] == "v1.33.3-eksbuild.4"
+    assert addons["coredns"].inputs["addonVersion"] == "v1.14.3-eksbuild.3"
+    assert addons["kube-proxy"].inputs["addonVersion"] == "v1.36.0-eksbuild.14"
     assert all(a.inputs["clusterName"] == stack.outputs["cluster_name"] for a in addons.values())
     group = stack.one(NODE_GROUP)
     assert stack.depends_on(addons["coredns"], group)
@@ -127,7 +128,7 @@ def test_stack_outputs(stack):
     out = stack.outputs
     name = out["cluster_name"]
     assert name.startswith("eks-spot-gpu-")
-    assert out["cluster_version"] == "1.33"
+    assert out["cluster_version"] == "1.36"
     assert out["region"] == "us-west-2"
     assert out["cluster_endpoint"].startswith("https://")
     assert out["configure_kubectl"] == f"aws eks update-kubeconfig --name {name} --region us-west-2"
@@ -153,4 +154,4 @@ def test_an_addon_version_can_be_overridden_in_config(render):
     run = render(addonVersions='{"coredns": "v1.12.4-eksbuild.1"}')
     versions = {r.inputs["addonName"]: r.inputs["addonVersion"] for r in run.of_type(ADDON)}
     assert versions["coredns"] == "v1.12.4-eksbuild.1"
-    assert versions["kube-proxy"] == "v1.33.3-eksbuild.4"
+    assert versions["kube-proxy"] == "v1.36.0-eksbuild.14"

@@ -14,7 +14,8 @@ def test_defaults_match_the_original_terraform_variables():
     c = cfg()
     assert c.region == "us-west-2"
     assert c.cluster_name_prefix == "eks-spot-gpu"
-    assert c.kubernetes_version == "1.33"
+    assert c.kubernetes_version == "1.36"  # not the original's 1.33: the newest EKS version
+    assert c.kubernetes_support_type == "STANDARD"
     assert c.vpc_cidr == "10.0.0.0/16"
     assert c.gpu_instance_types == ("p5.48xlarge",)
     assert c.gpu_capacity_types == ("spot",)
@@ -62,7 +63,7 @@ BAD_INPUTS = [
     ("gpuInstanceTypes", '["p5.48xlarge",', ["not a valid JSON list"]),
     ("availabilityZones", "use1-az1", ["pins one zone", "at least two"]),
     ("addonVersions", "coredns", ["JSON object"]),
-    ("kubernetesVersion", "1.20", ["not supported", "1.33"]),
+    ("kubernetesVersion", "1.20", ["not supported", "1.36"]),
     ("clusterNamePrefix", "-bad", ["must start with a letter"]),
     ("clusterNamePrefix", "has_underscore", ["letters, digits and hyphens"]),
     ("clusterNamePrefix", "x" * 39, ["at most 38"]),

@@ -19,7 +19,7 @@ from infra.config import KNOWN_KEYS, ConfigError, StackConfig, parse_config
 
 VALID_EXAMPLES = {
     "clusterNamePrefix": ["gpu", "team-a"],
-    "kubernetesVersion": ["1.33", "1.34"],
+    "kubernetesVersion": ["1.35", "1.36"],
     "vpcCidr": ["10.0.0.0/16", "172.20.0.0/16"],
     "gpuInstanceTypes": ["p5.48xlarge", '["g6e.12xlarge","p4d.24xlarge"]'],
     "gpuCapacityTypes": ["spot", "spot,on-demand"],
