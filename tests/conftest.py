@@ -38,6 +38,14 @@ def render_stack(**config: str) -> OfflineRun:
     return _run(frozenset(raw.items()))
 
 
+@functools.lru_cache(maxsize=8)
+def run_stack_file(path: Path, stack: str) -> OfflineRun:
+    """Run the program offline on a committed stack file (cached: several modules check the same stacks)."""
+    from infra.render import read_stack_file
+
+    return run_program(read_stack_file(path), stack=stack)
+
+
 def parse(**values: str) -> StackConfig:
     """Validate project keys (`gpuLimit="4"`) as `pulumi up` hands them to the program; no engine."""
     return parse_config({f"eks-gpu-spot:{k}": v for k, v in values.items()})

@@ -116,7 +116,7 @@ def test_a_gpu_limit_below_the_largest_types_gpus_is_one_error_naming_the_key(co
 # --- properties over generated pool sets -----------------------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_pool_sets())
 def test_every_pool_is_bounded_by_its_gpu_limit_in_both_phases_and_reaches_it(raw):
     cfg = parse_config(raw)
@@ -130,7 +130,7 @@ def test_every_pool_is_bounded_by_its_gpu_limit_in_both_phases_and_reaches_it(ra
             assert reaches(pool, limits, pool.gpu_limit), (pool.name, limits)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_pool_sets())
 def test_no_pool_or_overlay_admits_a_gpu_that_is_not_nvidia(karpenter_types, raw):
     cfg = parse_config(raw)

@@ -14,9 +14,8 @@ from infra.config import ConfigError, parse_config
 from infra.gpu.catalog import CATALOG, GPU_NAMES, matching_types
 from infra.gpu.pools import gpu_pool_spec, node_class_of, node_overlays
 from infra.node_pools import manifest, nodeclass_spec
-from infra.offline import run_program
 from infra.render import kubernetes_objects, read_stack_file
-from tests.conftest import PROJECT_ROOT, render_here
+from tests.conftest import PROJECT_ROOT, render_here, run_stack_file
 from tests.karpenter_crds import validate
 
 THREE_POOLS = PROJECT_ROOT / "examples" / "stacks" / "Pulumi.gpu-pools.yaml"
@@ -39,8 +38,7 @@ def sold_gb(gpu_type) -> int:
 
 @pytest.fixture(scope="module")
 def three_pools():
-    raw = read_stack_file(THREE_POOLS)
-    return parse_config(raw), run_program(raw, stack="gpu-pools")
+    return parse_config(read_stack_file(THREE_POOLS)), run_stack_file(THREE_POOLS, "gpu-pools")
 
 
 def objects(run, kind: str) -> dict[str, dict]:

@@ -18,11 +18,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from infra.charts import find_helm
+from infra.config import parse_config
 from infra.gpu.catalog import CATALOG, requirement_holds
 from infra.gpu.placement import untolerated
-from infra.offline import run_program
-from infra.render import kubernetes_objects, read_stack_file
-from tests.conftest import PROJECT_ROOT, REFERENCE
+from infra.gpu.pools import gpu_pool_spec
+from infra.node_health import node_monitoring_configuration
+from infra.render import kubernetes_objects
+from tests.conftest import PROJECT_ROOT, REFERENCE, run_stack_file
 from tests.pool_strategies import valid_pool_sets
 
 ADDON = "aws:eks/addon:Addon"
@@ -55,7 +57,7 @@ def chart_version(run) -> str:
 
 @pytest.fixture(scope="module", params=STACK_FILES, ids=lambda p: p.stem)
 def committed(request):
-    return run_program(read_stack_file(request.param), stack=request.param.stem.removeprefix("Pulumi."))
+    return run_stack_file(request.param, request.param.stem.removeprefix("Pulumi."))
 
 
 def test_the_configuration_uses_only_keys_of_the_addon_schema(committed):
@@ -72,11 +74,15 @@ def test_the_dcgm_server_tolerates_every_gpu_pool_taint_of_the_committed_stacks(
     assert untolerated(taints, configuration(committed)["dcgmAgent"]["tolerations"]) == []
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_pool_sets())
 def test_the_dcgm_server_tolerates_every_gpu_pool_taint_of_generated_stacks(raw):
-    run = run_program(raw)
-    assert untolerated(gpu_pool_taints(run), configuration(run)["dcgmAgent"]["tolerations"]) == []
+    """The pure functions the program calls (the committed stacks above go through the engine): the add-on's
+    configuration against every taint of every rendered NodePool spec."""
+    cfg = parse_config(raw)
+    taints = [t for pool in cfg.gpu_pools for t in gpu_pool_spec(pool, cfg)["template"]["spec"]["taints"]]
+    assert taints
+    assert untolerated(taints, node_monitoring_configuration(cfg)["dcgmAgent"]["tolerations"]) == []
 
 
 # --- the real chart, rendered as EKS would install the add-on -------------------------------------------------------
@@ -128,7 +134,6 @@ def test_the_chart_renders_a_dcgm_server_that_reaches_every_gpu_node(helm, commi
 def test_every_type_a_pool_can_select_is_in_the_pinned_charts_dcgm_affinity(helm, tmp_path):
     """Attribute pools may match any amd64 NVIDIA type with whole GPUs of the catalog: the chart's instance-type list
     must hold all of them (v1.6.1's lacks g7 and g7e), or those nodes get no DCGM server whatever they tolerate."""
-    run = run_program({"aws:region": "us-west-2"})
-    pod = dcgm_server(helm, run, tmp_path)
+    pod = dcgm_server(helm, run_stack_file(STACK_FILES[0], "dev"), tmp_path)
     selectable = [n for n, t in CATALOG.items() if t.arch == "amd64" and t.gpu_count >= 1]
     assert [n for n in selectable if not admits(pod["affinity"], CATALOG[n].labels)] == []

@@ -102,7 +102,7 @@ def test_a_pod_asking_more_gpus_than_any_type_holds_lands_nowhere(example_cfg):
 # --- properties over generated pool sets -----------------------------------------------------------------------------
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_pool_sets(), st.sampled_from([1, 2, 4, 8]), st.booleans())
 def test_no_whole_gpu_pod_reaches_a_shared_pool(raw, gpus, exists_operator):
     cfg = parse_config(raw)
@@ -112,7 +112,7 @@ def test_no_whole_gpu_pod_reaches_a_shared_pool(raw, gpus, exists_operator):
     assert not shared & set(found)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_pool_sets())
 def test_a_pod_with_a_pools_tolerations_and_resource_reaches_it(raw):
     cfg = parse_config(raw)
