@@ -33,8 +33,9 @@ def timed(command: list[str], runs: int) -> list[float]:
 
 def loaded_modules(render: list[str]) -> list[str]:
     """Every module one render imports, in import order, without the project's own."""
-    done = subprocess.run([sys.executable, "-X", "importtime", *render], cwd=ROOT, check=True, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *render], cwd=ROOT, check=True, capture_output=True, text=True
+    )
     names = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
     return [n for n in names[1:] if n.split(".")[0] not in OWN]  # [0] is the header
 
@@ -58,10 +59,14 @@ def main() -> int:
         bare_seconds = timed([sys.executable, str(baseline)], args.runs)
     render_median, bare_median = statistics.median(render_seconds), statistics.median(bare_seconds)
     ratio = render_median / bare_median
-    print(f"bare import of the {len(modules)} modules render loads: median {bare_median:.2f} s over {args.runs} runs "
-          f"{[round(s, 2) for s in bare_seconds]}")
-    print(f"render --stack dev: median {render_median:.2f} s over {args.runs} runs "
-          f"{[round(s, 2) for s in render_seconds]}")
+    print(
+        f"bare import of the {len(modules)} modules render loads: median {bare_median:.2f} s over {args.runs} runs "
+        f"{[round(s, 2) for s in bare_seconds]}"
+    )
+    print(
+        f"render --stack dev: median {render_median:.2f} s over {args.runs} runs "
+        f"{[round(s, 2) for s in render_seconds]}"
+    )
     print(f"ratio render / bare import: {ratio:.2f} (target <= 1.5)")
     return 0
 

@@ -167,9 +167,7 @@ class Network(pulumi.ComponentResource):
             f"{name}-ecr-endpoints",
             vpc_id=vpc.id,
             description="HTTPS from the VPC to the ECR interface endpoints",
-            ingress=[
-                {"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [self._args.vpc_cidr]}
-            ],
+            ingress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [self._args.vpc_cidr]}],
             egress=[],  # endpoints only answer; replies need no egress rule
             tags=self._tags("ecr-endpoints"),
             opts=child,

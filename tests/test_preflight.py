@@ -98,8 +98,7 @@ class _Client:
                 stubber.add_response(method, payload, params)
             else:
                 code, status = payload
-                stubber.add_client_error(method, service_error_code=code, service_message=code,
-                                         http_status_code=status)
+                stubber.add_client_error(method, service_error_code=code, service_message=code, http_status_code=status)
             with stubber:
                 return real(**params)
 
@@ -305,11 +304,7 @@ def test_moto_has_no_ec2_quotas_so_the_quota_check_is_skipped_after_the_default_
 
 
 def test_the_aws_default_is_used_when_no_quota_value_is_applied(aws_env):
-    endpoint = (
-        Endpoint()
-        .default_quota("L-3819A6DF", 0.0)
-        .scores({"usw2-az1": 8})
-    )
+    endpoint = Endpoint().default_quota("L-3819A6DF", 0.0).scores({"usw2-az1": 8})
     [report], _, _ = checks(endpoint, "us-west-2", gpuPools=G6_POOL)
     assert report.quotas[0]["source"] == "AWS default"
     assert report.verdict == BLOCKED and "(AWS default)" in report.blocking[0]
@@ -327,8 +322,10 @@ def test_a_check_out_of_time_makes_no_request():
     ("environment", "reason"),
     [
         ({}, "no usable AWS credentials (Unable to locate credentials)"),
-        ({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_ENDPOINT_URL": "http://127.0.0.1:{port}"},
-         "cannot reach "),
+        (
+            {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_ENDPOINT_URL": "http://127.0.0.1:{port}"},
+            "cannot reach ",
+        ),
     ],
     ids=["no-credentials", "no-network"],
 )
@@ -338,11 +335,18 @@ def test_the_command_without_credentials_or_network_skips_everything_without_a_t
         port = closed.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env |= {k: v.format(port=port) for k, v in environment.items()}
-    env |= {"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-            "AWS_EC2_METADATA_DISABLED": "true"}
+    env |= {
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "infra.preflight", "--stack", "dev", "--json"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""

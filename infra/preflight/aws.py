@@ -50,8 +50,13 @@ THROTTLING = {
 DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException"}
 UNIMPLEMENTED = {"InvalidAction", "NotImplemented", "UnknownOperationException", "UnsupportedOperation"}
 # Errors after which no other call can succeed either: later calls are skipped at once with the same reason.
-_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, TokenRetrievalError,
-                ProfileNotFound)
+_CREDENTIALS = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    TokenRetrievalError,
+    ProfileNotFound,
+)
 POLICY_HINT = "attach policies/preflight-readonly.json"
 
 

@@ -36,7 +36,9 @@ def discover_zones(aws: Aws, cfg: StackConfig, region: Region) -> None:
     region lacks raises ConfigError, as `pulumi up` would."""
     try:
         found = aws.call(
-            "ec2", region.name, "DescribeAvailabilityZones",
+            "ec2",
+            region.name,
+            "DescribeAvailabilityZones",
             Filters=[{"Name": "opt-in-status", "Values": ["opt-in-not-required"]}],
         )["AvailabilityZones"]
     except Skip as skip:
@@ -52,7 +54,10 @@ def _offerings(aws: Aws, region: str, types: list[str], location_type: str) -> l
     rows = []
     for start in range(0, len(types), _FILTER_VALUES):
         rows += aws.pages(
-            "ec2", region, "DescribeInstanceTypeOfferings", "InstanceTypeOfferings",
+            "ec2",
+            region,
+            "DescribeInstanceTypeOfferings",
+            "InstanceTypeOfferings",
             LocationType=location_type,
             Filters=[{"Name": "instance-type", "Values": types[start : start + _FILTER_VALUES]}],
         )
@@ -105,8 +110,7 @@ def check_offerings(cfg: StackConfig, index: int, pool: Any, region: Region, rep
             fixes.append(f"offered in {', '.join(where)} (a stack there: `pulumi config set aws:region {where[0]}`)")
         report.blocking.append(
             f"none of its types ({', '.join(types)}) is offered in the stack's zones of {region.name} "
-            f"({', '.join(zones)}): the pool can never launch"
-            + (f"; {'; '.join(fixes)}" if fixes else "")
+            f"({', '.join(zones)}): the pool can never launch" + (f"; {'; '.join(fixes)}" if fixes else "")
         )
         return []
     for name in missing:

@@ -102,8 +102,16 @@ def check_quotas(aws: Aws, region: str, pool: Any, types: list[str], report: Any
             need = max(names, key=lambda n: instances_for(pool.gpu_limit, n) * CATALOG[n].vcpu)
             need_vcpu = instances_for(pool.gpu_limit, need) * CATALOG[need].vcpu
             report.quotas.append(
-                {"purchase": purchase, "code": quota.code, "name": quota.name, "value": value, "source": kind,
-                 "types": names, "one_instance_vcpus": CATALOG[smallest].vcpu, "gpu_limit_vcpus": need_vcpu}
+                {
+                    "purchase": purchase,
+                    "code": quota.code,
+                    "name": quota.name,
+                    "value": value,
+                    "source": kind,
+                    "types": names,
+                    "one_instance_vcpus": CATALOG[smallest].vcpu,
+                    "gpu_limit_vcpus": need_vcpu,
+                }
             )
             fits = [n for n in names if CATALOG[n].vcpu <= value]
             if not fits:

@@ -67,8 +67,10 @@ def as_json(stack: str, region: str, zones: list[str], regions: list[str], repor
 def as_text(stack: str, region: str, zones: list[str], regions: list[str], reports: list[PoolReport]) -> str:
     where = f"zones {', '.join(zones)}" if zones else "zones unknown"
     compared = f"; compared with {', '.join(regions)}" if regions else ""
-    lines = [f"Capacity preflight of stack '{stack}' in {region} ({where}{compared}). Spot capacity changes by the "
-             "minute: this is now, not a promise."]
+    lines = [
+        f"Capacity preflight of stack '{stack}' in {region} ({where}{compared}). Spot capacity changes by the "
+        "minute: this is now, not a promise."
+    ]
     for r in reports:
         lines.append("")
         lines.append(

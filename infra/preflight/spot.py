@@ -29,8 +29,15 @@ def latest_prices(aws: Aws, region: Any, types: list[str]) -> dict[str, dict[str
     # before the start time, which is the effective price as of the start time": start = end = now is the price now.
     now = datetime.now(UTC)
     rows = aws.pages(
-        "ec2", region.name, "DescribeSpotPriceHistory", "SpotPriceHistory",
-        InstanceTypes=types, ProductDescriptions=PRODUCTS, StartTime=now, EndTime=now, MaxResults=1000,
+        "ec2",
+        region.name,
+        "DescribeSpotPriceHistory",
+        "SpotPriceHistory",
+        InstanceTypes=types,
+        ProductDescriptions=PRODUCTS,
+        StartTime=now,
+        EndTime=now,
+        MaxResults=1000,
     )
     latest: dict[tuple[str, str], tuple[Any, float]] = {}
     for row in rows:
@@ -49,16 +56,23 @@ def latest_prices(aws: Aws, region: Any, types: list[str]) -> dict[str, dict[str
 
 def scores(aws: Aws, region: str, types: list[str], capacity: int, single_zone: bool, regions: list[str]) -> dict:
     found = aws.pages(
-        "ec2", region, "GetSpotPlacementScores", "SpotPlacementScores",
-        InstanceTypes=types, TargetCapacity=capacity, TargetCapacityUnitType="units",
-        SingleAvailabilityZone=single_zone, RegionNames=regions,
+        "ec2",
+        region,
+        "GetSpotPlacementScores",
+        "SpotPlacementScores",
+        InstanceTypes=types,
+        TargetCapacity=capacity,
+        TargetCapacityUnitType="units",
+        SingleAvailabilityZone=single_zone,
+        RegionNames=regions,
     )
     key = "AvailabilityZoneId" if single_zone else "Region"
     return {row[key]: int(row["Score"]) for row in found if key in row}
 
 
-def check_spot(aws: Aws, cfg: Any, index: int, pool: Any, region: Any, types: list[str], compare: list[str],
-               report: Any) -> None:
+def check_spot(
+    aws: Aws, cfg: Any, index: int, pool: Any, region: Any, types: list[str], compare: list[str], report: Any
+) -> None:
     _prices(aws, region, types, report)
     capacity = target_capacity(pool.gpu_limit, types)
     zones = set(region.zones or ())
@@ -76,13 +90,17 @@ def check_spot(aws: Aws, cfg: Any, index: int, pool: Any, region: Any, types: li
     report.notes.append(f"Spot placement scores for {capacity} instance(s), per zone: {scored or 'none returned'}")
     advice = []
     if len(types) < MIN_TYPES:
-        advice.append(f"only {len(types)} type(s): EC2 scores fewer than {MIN_TYPES} types low, and Spot has few "
-                      "capacity pools to choose from")
+        advice.append(
+            f"only {len(types)} type(s): EC2 scores fewer than {MIN_TYPES} types low, and Spot has few "
+            "capacity pools to choose from"
+        )
     advice += _add_type_advice(aws, cfg, index, pool, region, types, capacity, best, zones, report)
     advice += _region_advice(aws, region, types, capacity, compare, report)
     if by_zone and best <= LOW_SCORE:
-        report.warnings.append(f"Spot for {capacity} instance(s) is unlikely now: best zone score {best}/10"
-                               + (f"; {'; '.join(advice)}" if advice else ""))
+        report.warnings.append(
+            f"Spot for {capacity} instance(s) is unlikely now: best zone score {best}/10"
+            + (f"; {'; '.join(advice)}" if advice else "")
+        )
     else:
         report.notes += advice
 
@@ -95,19 +113,32 @@ def _prices(aws: Aws, region: Any, types: list[str], report: Any) -> None:
         report.skipped.append(f"spot prices: {skip}")
         return
     report.checked.add("spot prices")
-    cheapest = sorted((min(by_zone.values()), name, min(by_zone, key=by_zone.get), len(by_zone))
-                      for name, by_zone in report.spot_prices.items())
+    cheapest = sorted(
+        (min(by_zone.values()), name, min(by_zone, key=by_zone.get), len(by_zone))
+        for name, by_zone in report.spot_prices.items()
+    )
     if cheapest:
         shown = [f"{name} ${price:.4f}/h in {zone} ({zones} zone(s))" for price, name, zone, zones in cheapest]
         report.notes.append(f"Spot price now, cheapest first: {listed(shown)}")
     unpriced = [t for t in types if t not in report.spot_prices]
     if unpriced:
-        report.warnings.append(f"no current Spot price for {', '.join(unpriced)} in the stack's zones: Spot may not "
-                               "be sold for them here")
+        report.warnings.append(
+            f"no current Spot price for {', '.join(unpriced)} in the stack's zones: Spot may not be sold for them here"
+        )
 
 
-def _add_type_advice(aws: Aws, cfg: Any, index: int, pool: Any, region: Any, types: list[str], capacity: int,
-                     best: int, zones: set[str], report: Any) -> list[str]:
+def _add_type_advice(
+    aws: Aws,
+    cfg: Any,
+    index: int,
+    pool: Any,
+    region: Any,
+    types: list[str],
+    capacity: int,
+    best: int,
+    zones: set[str],
+    report: Any,
+) -> list[str]:
     """Score the pool plus one alternative type (same GPU, offered here); advise the best if it scores higher."""
     path = type_list_path(cfg, index, pool)
     if path is None or best > LOW_SCORE:
