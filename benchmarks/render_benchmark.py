@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
-        render = [sys.executable, "-m", "infra.render", "--stack", "dev", "--out", out]
+        render = [sys.executable, "-m", "tools.render", "--stack", "dev", "--out", out]
         modules = loaded_modules(render[1:])  # also warms the OS file cache
         render_seconds = timed(render, args.runs)
         baseline = Path(out) / "bare_import.py"
@@ -54,7 +54,7 @@ def main() -> int:
             f"for name in {modules!r}:\n"
             "    try:\n        importlib.import_module(name)\n"
             "    except Exception:  # a module only its parent can import\n        pass\n"
-            "import os\nos._exit(0)  # as render ends (infra/render.py exit_now): no interpreter teardown in either\n"
+            "import os\nos._exit(0)  # as render ends (tools/render.py exit_now): no interpreter teardown in either\n"
         )
         bare_seconds = timed([sys.executable, str(baseline)], args.runs)
     render_median, bare_median = statistics.median(render_seconds), statistics.median(bare_seconds)

@@ -7,12 +7,12 @@ a parameter, so tests inject it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
-_DATA = json.loads((Path(__file__).parent / "data" / "kubernetes_versions.json").read_text())
+from infra.data_files import load_data
+
+_DATA = load_data("kubernetes_versions")
 _PRICING = _DATA["pricing"]
 STANDARD_PRICE: float = _PRICING["standard_per_cluster_hour"]
 EXTENDED_PRICE: float = _PRICING["extended_per_cluster_hour"]

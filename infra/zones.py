@@ -10,15 +10,14 @@ physical zones. So the plan is made of IDs:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from infra.config import ConfigError, ConfigProblem, StackConfig
+from infra.data_files import load_data
 
-_EKS_ZONES = json.loads((Path(__file__).parent / "data" / "eks_control_plane_zones.json").read_text())
+_EKS_ZONES = load_data("eks_control_plane_zones")
 DISALLOWED_CONTROL_PLANE_ZONE_IDS: dict[str, str] = _EKS_ZONES["disallowed_zone_ids"]
 CONTROL_PLANE_EXCLUSION_REASON = (
     "EKS does not allow control-plane subnets in this zone (EKS user guide, Subnet requirements)"

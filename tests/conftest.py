@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.config import ConfigError, StackConfig, parse_config
-from infra.offline import OfflineRun, run_program
+from tools.offline import OfflineRun, run_program
 
 # Each program run allocates a few hundred thousand short-lived objects (the SDK's tasks and outputs), and a test
 # process keeps the SDKs and up to 32 runs alive: the collector's default gen-0 threshold (700) made it rescan that
@@ -41,7 +41,7 @@ def render_stack(**config: str) -> OfflineRun:
 @functools.lru_cache(maxsize=8)
 def run_stack_file(path: Path, stack: str) -> OfflineRun:
     """Run the program offline on a committed stack file (cached: several modules check the same stacks)."""
-    from infra.render import read_stack_file
+    from tools.render import read_stack_file
 
     return run_program(read_stack_file(path), stack=stack)
 
@@ -59,15 +59,15 @@ def config_error(**values: str) -> ConfigError:
 
 
 def render_here(*args: str) -> subprocess.CompletedProcess:
-    """`python -m infra.render ARGS` run in this process, where the SDKs are imported already: the same code, files,
+    """`python -m tools.render ARGS` run in this process, where the SDKs are imported already: the same code, files,
     output and exit code without a second interpreter's start (about 1 s). Tests of the process exit itself (no
     traceback at teardown) run the real command: tests/test_render.py run_render."""
-    from infra.render import main
+    from tools.render import main
 
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         code = main(list(args))
-    return subprocess.CompletedProcess(["infra.render", *args], code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(["tools.render", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

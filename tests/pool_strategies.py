@@ -7,8 +7,8 @@ import json
 
 from hypothesis import strategies as st
 
+from infra.catalog.gpus import CATALOG
 from infra.config import ConfigError, parse_config
-from infra.gpu.catalog import CATALOG
 
 # Types a GPU pool can use: amd64 with at least one whole GPU (config validation refuses the others).
 POOL_TYPES = sorted(n for n, t in CATALOG.items() if t.arch == "amd64" and t.gpu_count >= 1)

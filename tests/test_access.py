@@ -9,8 +9,8 @@ import pytest
 
 from infra.access import principal_slug
 from infra.config import parse_config
-from infra.render import summary
 from tests.conftest import config_error, parse, render_here
+from tools.render import summary
 
 ENTRY = "aws:eks/accessEntry:AccessEntry"
 ASSOCIATION = "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"

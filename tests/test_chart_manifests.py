@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.charts import NOT_FOUND, find_helm, render_charts
 from tests.conftest import REFERENCE, render_here
 from tests.test_render import run_render
+from tools.charts import NOT_FOUND, find_helm, render_charts
 
 CHARTS = REFERENCE / "charts"
 ARCHIVES = ("karpenter-1.14.1.tgz", "karpenter-crd-1.14.1.tgz", "aws-load-balancer-controller-3.5.0.tgz")

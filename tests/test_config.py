@@ -169,3 +169,16 @@ def test_several_gpu_types_and_both_capacity_types_are_valid():
     )
     assert len(c.gpu_instance_types) == 4
     assert c.gpu_capacity_types == ("spot", "on-demand")
+
+
+def test_every_concerns_validators_survive_in_the_composed_model():
+    """StackConfig inherits each concern's validators; two with one name would silently drop one."""
+    from infra.config import stack
+
+    composed = stack.StackConfig.__pydantic_decorators__.field_validators
+    for section in stack.StackConfig.__bases__:
+        for name, decorator in section.__pydantic_decorators__.field_validators.items():
+            assert composed[name].info.fields == decorator.info.fields, (section.__name__, name)
+            assert composed[name].cls_var_name == name and composed[name].func.__qualname__.startswith(
+                section.__name__
+            ), (section.__name__, name)

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from infra import render
 from infra.config import KNOWN_KEYS, ConfigError, StackConfig, parse_config
+from tools import render
 
 VALID_EXAMPLES = {
     "clusterNamePrefix": ["gpu", "team-a"],

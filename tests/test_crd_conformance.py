@@ -22,7 +22,6 @@ from infra.node_pools import (
     nodeclass_spec,
     nodepool_spec,
 )
-from infra.render import kubernetes_objects
 from tests.karpenter_crds import (
     CRD_FILES,
     KUBERNETES_CEL_FUNCTIONS,
@@ -32,6 +31,7 @@ from tests.karpenter_crds import (
     load_schema,
     validate,
 )
+from tools.render import kubernetes_objects
 
 KARPENTER_KINDS = {kind for _, kind in CRD_FILES}
 # CEL macros: expanded by the parser, not looked up as functions.

@@ -1,4 +1,4 @@
-"""The deploy's critical path (infra/critical_path.py): the algorithm on hand-made graphs, and the dev stack's chain.
+"""The deploy's critical path (tools/critical_path.py): the algorithm on hand-made graphs, and the dev stack's chain.
 
 The dev stack's chain must be exactly what physics requires: the control plane, the add-on nodes need to become
 Ready (no self-managed CNI: `bootstrap_self_managed_addons=False`), the system node group, an add-on that can only
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from infra.cluster import ADDONS_BEFORE_NODES
-from infra.critical_path import DURATIONS_FILE, CriticalPath, Durations, critical_path
+from tools.critical_path import DURATIONS_FILE, CriticalPath, Durations, critical_path
 
 CLUSTER = "eks:index:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"

@@ -10,8 +10,8 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from infra.catalog.gpus import CATALOG, requirement_holds
 from infra.config import ConfigError, parse_config
-from infra.gpu.catalog import CATALOG, requirement_holds
 from infra.gpu.limits import most_gpus, reaches
 from infra.gpu.pools import gpu_pool_spec, node_overlays
 from tests.conftest import PROJECT_ROOT, REFERENCE, render_here

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from infra.catalog.gpus import CATALOG, GPU_NAMES, matching_types
 from infra.config import ConfigError, parse_config
-from infra.gpu.catalog import CATALOG, GPU_NAMES, matching_types
 from infra.gpu.pools import gpu_pool_spec, node_class_of, node_overlays
 from infra.node_pools import manifest, nodeclass_spec
-from infra.render import kubernetes_objects, read_stack_file
 from tests.conftest import PROJECT_ROOT, render_here, run_stack_file
 from tests.karpenter_crds import validate
+from tools.render import kubernetes_objects, read_stack_file
 
 THREE_POOLS = PROJECT_ROOT / "examples" / "stacks" / "Pulumi.gpu-pools.yaml"
 NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"

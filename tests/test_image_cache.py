@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from infra.config import ConfigError, parse_config
-from infra.offline import ACCOUNT_ID, OfflineMocks
-from infra.render import main as render_main
-from infra.render import write_stack_outputs
 from tests.conftest import PROJECT_ROOT
+from tools.offline import ACCOUNT_ID, OfflineMocks
+from tools.render import main as render_main
+from tools.render import write_stack_outputs
 
 RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
 TEMPLATE = "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate"

@@ -8,7 +8,7 @@ import pytest
 
 from infra.cluster import NODE_POLICIES, SYSTEM_NODE_SELECTOR
 from infra.karpenter import CONTROLLER_POLICIES, INTERRUPTION_EVENTS
-from infra.offline import ACCOUNT_ID
+from tools.offline import ACCOUNT_ID
 
 ROLE = "aws:iam/role:Role"
 POLICY = "aws:iam/policy:Policy"

@@ -10,7 +10,7 @@ import yaml
 
 from infra.cluster import NODE_POLICIES
 from infra.karpenter import CONTROLLER_POLICIES, UNUSED_UPSTREAM_POLICIES
-from infra.offline import ACCOUNT_ID
+from tools.offline import ACCOUNT_ID
 
 
 class _CloudFormationLoader(yaml.SafeLoader):

@@ -24,9 +24,9 @@ from infra.kubernetes_versions import (
     minor,
     upgrade_problem,
 )
-from infra.offline import run_program
-from infra.render import main as render_main
 from tests.conftest import PROJECT_ROOT
+from tools.offline import run_program
+from tools.render import main as render_main
 
 ADDON_SOURCES = json.loads((PROJECT_ROOT / "infra" / "data" / "eks_addons.json").read_text())["sources"]
 DEFAULTS = StackConfig()

@@ -17,15 +17,15 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
-from infra.charts import find_helm
+from infra.catalog.gpus import CATALOG, requirement_holds
 from infra.config import parse_config
-from infra.gpu.catalog import CATALOG, requirement_holds
 from infra.gpu.placement import untolerated
 from infra.gpu.pools import gpu_pool_spec
 from infra.node_health import node_monitoring_configuration
-from infra.render import kubernetes_objects
 from tests.conftest import PROJECT_ROOT, REFERENCE, run_stack_file
 from tests.pool_strategies import valid_pool_sets
+from tools.charts import find_helm
+from tools.render import kubernetes_objects
 
 ADDON = "aws:eks/addon:Addon"
 NODE_MONITORING = "eks-node-monitoring-agent"

@@ -15,10 +15,10 @@ from infra.config import parse_config
 from infra.gpu.placement import Pod, PoolOffer, candidate_pools, lands_on, tolerates, untolerated
 from infra.gpu.pools import GPU_TAINT, SHARING_TAINT_KEY, pool_taints, requested_resource
 from infra.node_pools import stack_offers
-from infra.render import pool_table_rows, read_stack_file
 from tests.conftest import PROJECT_ROOT
 from tests.pool_strategies import valid_pool_sets
 from tests.readme import parse_readme
+from tools.render import pool_table_rows, read_stack_file
 
 EXAMPLE_STACK = PROJECT_ROOT / "examples" / "stacks" / "Pulumi.gpu-pools.yaml"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}

@@ -1,4 +1,4 @@
-"""Capacity preflight (`python -m infra.preflight`) against moto, with botocore's Stubber answering what moto lacks.
+"""Capacity preflight (`python -m tools.preflight`) against moto, with botocore's Stubber answering what moto lacks.
 
 moto (`mock_aws`) implements zones, instance-type offerings by zone ID (per region: us-west-2 offers p5.48xlarge in
 four zones, eu-central-1 in none) and Spot price history. It has no EC2 service quotas (NoSuchResourceException)
@@ -24,11 +24,11 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from infra.config import parse_config
-from infra.preflight.__main__ import main
-from infra.preflight.aws import Aws, Skip
-from infra.preflight.checks import run_checks
-from infra.preflight.report import BLOCKED, READY, UNCHECKED, WARNINGS
 from tests.conftest import PROJECT_ROOT
+from tools.preflight.__main__ import main
+from tools.preflight.aws import Aws, Skip
+from tools.preflight.checks import run_checks
+from tools.preflight.report import BLOCKED, READY, UNCHECKED, WARNINGS
 
 POLICY = PROJECT_ROOT / "policies" / "preflight-readonly.json"
 IAM_PREFIX = {"ec2": "ec2", "service-quotas": "servicequotas"}
@@ -341,7 +341,7 @@ def test_the_command_without_credentials_or_network_skips_everything_without_a_t
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "infra.preflight", "--stack", "dev", "--json"],
+        [sys.executable, "-m", "tools.preflight", "--stack", "dev", "--json"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -444,7 +444,7 @@ def test_the_readonly_policy_allows_exactly_the_calls_the_preflight_makes(aws_en
 
 
 def test_messages_name_at_most_six_types_and_count_the_rest():
-    from infra.preflight.report import listed
+    from tools.preflight.report import listed
 
     names = [f"g6.{n}xlarge" for n in range(1, 10)]
     assert listed(names[:6]) == ", ".join(names[:6])

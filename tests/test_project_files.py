@@ -8,9 +8,9 @@ import yaml
 from pydantic import BaseModel
 
 from infra.config import REGION_KEY, StackConfig, parse_config
-from infra.render import read_stack_file
 from tests.conftest import PROJECT_ROOT
 from tests.readme import config_table_problems
+from tools.render import read_stack_file
 
 PROJECT = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())
 PULUMI_TYPES = {bool: "boolean", int: "integer", str: "string", tuple: "array"}

@@ -15,7 +15,7 @@ from tests.conftest import PROJECT_ROOT, render_here
 
 def run_render(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "infra.render", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "tools.render", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
     )
 
 
@@ -41,7 +41,7 @@ def test_dev_render_leaves_region_availability_to_the_preflight(dev_render):
     # The catalog has no per-region facts and render never calls AWS: it names the command that asks.
     result, _ = dev_render
     assert "  gpu-spot (class gpu; spot; at most 16 GPUs): 1 types: p5.48xlarge" in result.stdout
-    assert "not known offline; ask AWS with `uv run python -m infra.preflight --stack dev`" in result.stdout
+    assert "not known offline; ask AWS with `uv run python -m tools.preflight --stack dev`" in result.stdout
 
 
 def test_resources_json_has_the_documented_shape_and_a_closed_graph(dev_render):
@@ -138,3 +138,14 @@ def test_dev_render_prints_and_writes_the_critical_path(dev_render):
     minutes = f"{document['estimate_seconds'] / 60:.1f} min"
     assert f"Critical path of a first `pulumi up` (estimate): {minutes}" in result.stdout
     assert "eks:index:Cluster" in result.stdout.split("Critical path")[1]
+
+
+def test_two_renders_of_one_stack_are_byte_identical(dev_render, tmp_path):
+    """The engine's key and registration order vary from process to process; render writes them canonically, so a
+    reviewer's diff of two renders shows only what changed. The module's render ran in another process."""
+    _, first = dev_render
+    second = tmp_path / "dev"
+    assert render_here("--stack", "dev", "--out", str(second)).returncode == 0
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert [f for f in files if (first / f).read_bytes() != (second / f).read_bytes()] == []

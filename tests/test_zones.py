@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from infra.config import ConfigError
-from infra.offline import OFFLINE
 from infra.zones import DISALLOWED_CONTROL_PLANE_ZONE_IDS, plan_zones
+from tools.offline import OFFLINE
 
 SUBNET = "aws:ec2/subnet:Subnet"
 ZONES_INVOKE = "aws:index/getAvailabilityZones:getAvailabilityZones"

@@ -1,1 +1,1 @@
-"""GPU pools: the NVIDIA instance-type catalog, pool selections as Karpenter requirements, and their node classes."""
+"""GPU pools: NodePool specs, node-class settings and overlays per pool, what their limits bound, where pods land."""

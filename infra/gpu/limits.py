@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from infra.gpu.catalog import CATALOG, GpuType
-from infra.gpu.selection import gpu_count_bounds
+from infra.catalog.gpus import CATALOG, GpuType
+from infra.catalog.selection import gpu_count_bounds
 
 GPU_RESOURCE = "nvidia.com/gpu"
 # Bottlerocket's time-slicing with rename-by-default (its default) advertises each GPU's slices as this resource, a

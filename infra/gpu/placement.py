@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.gpu.catalog import CATALOG, GpuType, requirement_holds
+from infra.catalog.gpus import CATALOG, GpuType, requirement_holds
 
 Taint = Mapping[str, Any]
 Toleration = Mapping[str, Any]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.catalog.gpus import LABEL
+from infra.catalog.selection import platform_requirements, requirement, selection_requirements
 from infra.config import PROJECT, GpuPool, StackConfig
-from infra.gpu.catalog import LABEL
 from infra.gpu.limits import (
     GPU_RESOURCE,
     MIG,
@@ -20,7 +21,6 @@ from infra.gpu.limits import (
     pool_kind,
     pool_limits,
 )
-from infra.gpu.selection import platform_requirements, requirement, selection_requirements
 
 GPU_CLASS = "gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}

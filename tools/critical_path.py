@@ -1,6 +1,6 @@
 """The critical path of a first `pulumi up`: the chain of creates that bounds the deploy's wall time.
 
-Pure: takes the recorded registrations (infra/offline.py: urn, type, parent, dependencies, custom) and typical
+Pure: takes the recorded registrations (tools/offline.py: urn, type, parent, dependencies, custom) and typical
 create durations per resource type (`data/create_durations.json`, each figure with its source), and returns the
 longest weighted chain. The engine creates every resource as soon as what it waits for exists, in parallel
 (`pulumi up --parallel` is unbounded by default), so the estimate is that longest chain.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-DURATIONS_FILE = Path(__file__).resolve().parent / "data" / "create_durations.json"
+DURATIONS_FILE = Path(__file__).resolve().parent.parent / "infra" / "data" / "create_durations.json"
 
 
 class Resource(Protocol):

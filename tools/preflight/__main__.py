@@ -1,4 +1,4 @@
-"""CLI of the capacity preflight (see infra/preflight/__init__.py and README, Capacity preflight)."""
+"""CLI of the capacity preflight (see tools/preflight/__init__.py and README, Capacity preflight)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from infra.config import ConfigError, parse_config
-from infra.preflight import __doc__ as DOC
-from infra.preflight.aws import Aws, ClientFactory, session_factory
-from infra.preflight.checks import run_checks
-from infra.preflight.report import EXIT_CONFIG, as_json, as_text, exit_code
-from infra.render import StackFileError, add_stack_arguments, read_stack_file, stack_file
+from tools.preflight import __doc__ as DOC
+from tools.preflight.aws import Aws, ClientFactory, session_factory
+from tools.preflight.checks import run_checks
+from tools.preflight.report import EXIT_CONFIG, as_json, as_text, exit_code
+from tools.render import StackFileError, add_stack_arguments, read_stack_file, stack_file
 
 _REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 MAX_COMPARED = 9  # GetSpotPlacementScores takes at most 10 regions, the stack's own included
@@ -30,7 +30,7 @@ def regions_arg(text: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m infra.preflight",
+        prog="python -m tools.preflight",
         description=DOC.splitlines()[0],
         epilog="Exit codes: 0 every pool can launch (warnings allowed), 3 some pool is blocked, 2 invalid config.",
     )

@@ -1,6 +1,6 @@
 """Render the program's Helm releases with the real `helm template`: the manifests the cluster would receive.
 
-    uv run python -m infra.render --stack dev --out OUT --chart-dir DIR
+    uv run python -m tools.render --stack dev --out OUT --chart-dir DIR
 
 DIR holds chart archives named `<chart>-<version>.tgz` (as `helm pull` names them). For every release document that
 render wrote to OUT/helm/<release>.yaml this runs, with no cluster and no network,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.gpu.catalog import CATALOG
-from infra.gpu.selection import ARCH
+from infra.catalog.gpus import CATALOG
+from infra.catalog.selection import ARCH
 
 
 def pool_types(pool: Any) -> list[str]:

@@ -1,6 +1,6 @@
 """The offline engine: runs the real program under Pulumi's mock runtime and records every registration.
 
-Shared by the tests and by `python -m infra.render`. Nothing is contacted: invokes are answered from
+Shared by the tests and by `python -m tools.render`. Nothing is contacted: invokes are answered from
 `data/offline.json`, ids and ARNs are recognisable placeholders (`vpc-offline-1a2b3c4d`, account 123456789012).
 """
 
@@ -26,8 +26,9 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from infra.config import PROJECT, REGION_KEY
+from infra.data_files import load_data
 
-OFFLINE = json.loads((Path(__file__).parent / "data" / "offline.json").read_text())
+OFFLINE = load_data("offline")
 ACCOUNT_ID: str = OFFLINE["account_id"]
 SECRET = "[secret]"
 PROGRAM = Path(__file__).resolve().parent.parent / "__main__.py"
@@ -171,7 +172,7 @@ class OfflineMocks(pulumi_mocks.Mocks):
         }
         handler = handlers.get(args.token)
         if handler is None:
-            raise NotImplementedError(f"the offline engine does not answer invoke {args.token}; teach infra/offline.py")
+            raise NotImplementedError(f"the offline engine does not answer invoke {args.token}; teach tools/offline.py")
         return handler(args.args)
 
     def _secret(self, args: dict) -> dict:

@@ -1,11 +1,11 @@
 """Offline render: run the real program under the mock engine and write a plan a reviewer can read.
 
-    uv run python -m infra.render --stack dev --out DIR [--config-file PATH] [--chart-dir CHARTS]
+    uv run python -m tools.render --stack dev --out DIR [--config-file PATH] [--chart-dir CHARTS]
 
 Writes DIR/resources.json (every registered resource), DIR/outputs.json (the stack outputs), DIR/kubernetes/*.yaml
 (every Kubernetes object the program would apply) and DIR/helm/*.yaml (every Helm release). Bad config: exit 2, one
 message, nothing written.
-With --chart-dir, also DIR/charts/<release>.yaml from the real `helm template` (see infra/charts.py).
+With --chart-dir, also DIR/charts/<release>.yaml from the real `helm template` (see tools/charts.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from infra.charts import existing_dir, render_charts
 from infra.config import ConfigError, parse_config
+from tools.charts import existing_dir, render_charts
 
 ROOT = Path(__file__).resolve().parent.parent
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -80,7 +80,7 @@ def write_outputs(run: Any, out: Path) -> None:
         shutil.rmtree(out)
     (out / "kubernetes").mkdir(parents=True)
     (out / "helm").mkdir()
-    (out / "resources.json").write_text(json.dumps([r.as_json() for r in run.registrations], indent=2) + "\n")
+    (out / "resources.json").write_text(json.dumps(resource_documents(run), indent=2) + "\n")
     write_critical_path(run, out)
     write_stack_outputs(run, out)
     for release in run.of_type(HELM_RELEASE):
@@ -93,12 +93,34 @@ def write_outputs(run: Any, out: Path) -> None:
             "version": inputs.get("version"),
             "namespace": inputs.get("namespace"),
             "skipCrds": inputs.get("skipCrds", False),
-            "values": inputs.get("values", {}),
+            "values": canonical(inputs.get("values", {})),
         }
         _write_yaml(out / "helm" / f"{document['release']}.yaml", document)
     for obj in kubernetes_objects(run):
         kind, name = obj["kind"].lower(), obj["metadata"]["name"]
-        _write_yaml(out / "kubernetes" / f"{kind}-{name}.yaml", obj)
+        _write_yaml(out / "kubernetes" / f"{kind}-{name}.yaml", canonical(obj))
+
+
+def canonical(value: Any) -> Any:
+    """Mappings with their keys sorted, all the way down. The engine hands inputs over as protobuf Structs, whose key
+    order (and the order resources register in) differs from run to run: sorted, two renders of one stack are
+    byte-identical and a diff shows only what changed. Lists keep their order (it means something)."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def resource_documents(run: Any) -> list[dict[str, Any]]:
+    """resources.json: every registration, ordered by URN, its dependencies sorted and its inputs canonical."""
+    documents = []
+    for registration in sorted(run.registrations, key=lambda r: r.urn):
+        document = registration.as_json()
+        document["dependencies"] = sorted(document.get("dependencies", []))
+        document["inputs"] = canonical(document.get("inputs", {}))
+        documents.append(document)
+    return documents
 
 
 def _split_chart(chart: str, repository: str | None) -> tuple[str | None, str]:
@@ -179,7 +201,7 @@ def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
     whole GPUs its limits allow before and after nodes initialize (infra/gpu/limits.py). The catalog (Karpenter's
     instance-type reference) has no per-region facts, so region availability is left to the preflight, which render
     never runs: it calls AWS."""
-    from infra.gpu.catalog import CATALOG
+    from infra.catalog.gpus import CATALOG
     from infra.gpu.pools import node_class_of
 
     lines = ["GPU pools (instance types their requirements match in infra/data/gpu_catalog.json today):"]
@@ -200,7 +222,7 @@ def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
     lines += pool_table_lines(cfg)
     lines.append(
         "  Offered in this region's zones, within vCPU quota, Spot capacity now: not known offline; "
-        f"ask AWS with `uv run python -m infra.preflight {stack_args}`"
+        f"ask AWS with `uv run python -m tools.preflight {stack_args}`"
     )
     return lines
 
@@ -208,7 +230,7 @@ def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
 def write_stack_outputs(run: Any, out: Path) -> None:
     """OUT/outputs.json: the stack outputs as `pulumi stack output --json` would show them; secret outputs (kubeconfig)
     as "[secret]", values unknown offline as "[unknown]". Ids, ARNs and the account are placeholders."""
-    from infra.offline import SECRET
+    from tools.offline import SECRET
 
     def shown(name: str, value: Any) -> Any:
         return SECRET if name in run.secret_outputs else UNKNOWN if value is None else value
@@ -218,17 +240,18 @@ def write_stack_outputs(run: Any, out: Path) -> None:
 
 
 def write_critical_path(run: Any, out: Path) -> None:
-    """OUT/critical-path.json: the estimated wall time of a first `pulumi up` and its chain (infra/critical_path.py)."""
-    from infra.critical_path import critical_path
+    """OUT/critical-path.json: the estimated wall time of a first `pulumi up` and its chain (tools/critical_path.py);
+    registrations in URN order, so that a tie between chains is broken the same way every run."""
+    from tools.critical_path import critical_path
 
-    document = critical_path(run.registrations).as_json()
+    document = critical_path(sorted(run.registrations, key=lambda r: r.urn)).as_json()
     (out / "critical-path.json").write_text(json.dumps(document, indent=2) + "\n")
 
 
 def critical_path_lines(run: Any) -> list[str]:
-    from infra.critical_path import critical_path, summary_lines
+    from tools.critical_path import critical_path, summary_lines
 
-    return summary_lines(critical_path(run.registrations))
+    return summary_lines(critical_path(sorted(run.registrations, key=lambda r: r.urn)))
 
 
 def zone_lines(run: Any) -> list[str]:
@@ -289,7 +312,7 @@ def stack_arguments(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
     """`today` (the date support windows are read against) is injected by tests; the command uses the clock."""
-    parser = argparse.ArgumentParser(prog="python -m infra.render", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.render", description=__doc__.splitlines()[0])
     add_stack_arguments(parser)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: render-out/<stack>)")
     parser.add_argument(
@@ -301,7 +324,7 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
     config_file = stack_file(args)
     out = args.out or ROOT / "render-out" / args.stack
 
-    from infra.offline import OfflineRegionError, run_program  # after argument errors: the SDK import is slow
+    from tools.offline import OfflineRegionError, run_program  # after argument errors: the SDK import is slow
 
     try:
         raw = read_stack_file(config_file)
@@ -316,7 +339,7 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
     print(version_line)
     print("\n".join(gpu_pool_lines(cfg, stack_arguments(args))))
     print(f"Wrote {out}/resources.json, {out}/critical-path.json, {out}/outputs.json, {out}/kubernetes/, {out}/helm/")
-    if args.chart_dir is not None:  # infra/charts.py: what each problem prints and which ones fail the run
+    if args.chart_dir is not None:  # tools/charts.py: what each problem prints and which ones fail the run
         return render_charts(out, args.chart_dir, kube_version=cfg.kubernetes_version)
     return 0
 

@@ -3,17 +3,16 @@ one instance of some type must fit (else blocked), the pool's gpuLimit should fi
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from infra.gpu.catalog import CATALOG
-from infra.preflight.aws import Aws, Skip
-from infra.preflight.report import listed
+from infra.catalog.gpus import CATALOG
+from infra.data_files import load_data
+from tools.preflight.aws import Aws, Skip
+from tools.preflight.report import listed
 
-_DATA = json.loads((Path(__file__).resolve().parent.parent / "data" / "ec2_vcpu_quotas.json").read_text())
+_DATA = load_data("ec2_vcpu_quotas")
 # Capacity type -> the purchase option whose quota it consumes. 'reserved': On-Demand Capacity Reservations run as
 # On-Demand instances and count toward the On-Demand vCPU quota (Capacity Blocks have their own quotas: not checked).
 PURCHASE = {"spot": "spot", "on-demand": "on-demand", "reserved": "on-demand"}

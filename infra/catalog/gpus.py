@@ -4,18 +4,17 @@ evaluator of Karpenter requirements against it: what a pool's requirements match
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-_DATA = Path(__file__).resolve().parent.parent / "data"
-_AWS = json.loads((_DATA / "aws_catalog.json").read_text())
+from infra.data_files import load_data
+
+_AWS = load_data("aws_catalog")
 GPU_MEMORY_REPORTED_FRACTION: float = _AWS["gpu_memory_reported_fraction"]
 MAX_GPUS_PER_INSTANCE: int = _AWS["max_gpus_per_instance"]
-LABEL = "karpenter.k8s.aws/instance-"
+LABEL = "karpenter.k8s.aws/instance-"  # the prefix of Karpenter's instance-type labels (the one definition)
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,7 @@ class GpuType:
 
 
 CATALOG: dict[str, GpuType] = {
-    name: GpuType(name=name, **fields)
-    for name, fields in json.loads((_DATA / "gpu_catalog.json").read_text())["instance_types"].items()
+    name: GpuType(name=name, **fields) for name, fields in load_data("gpu_catalog")["instance_types"].items()
 }
 GPU_NAMES: tuple[str, ...] = tuple(sorted({t.gpu_name for t in CATALOG.values()}))
 GPU_FAMILIES: tuple[str, ...] = tuple(sorted({t.family for t in CATALOG.values()}))

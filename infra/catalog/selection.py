@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from infra.gpu.catalog import LABEL, MAX_GPUS_PER_INSTANCE, reported_memory_floor_mib
+from infra.catalog.gpus import LABEL, MAX_GPUS_PER_INSTANCE, reported_memory_floor_mib
 
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 # Every GPU pool runs the x86_64 Bottlerocket NVIDIA variant, as the system nodes do.

@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from infra.gpu.catalog import CATALOG
-from infra.preflight.aws import Aws, Skip
-from infra.preflight.pooltypes import alternatives, type_list_path
-from infra.preflight.quotas import instances_for
-from infra.preflight.report import listed
+from infra.catalog.gpus import CATALOG
+from tools.preflight.aws import Aws, Skip
+from tools.preflight.pooltypes import alternatives, type_list_path
+from tools.preflight.quotas import instances_for
+from tools.preflight.report import listed
 
 LOW_SCORE = 3  # 1-10; at or below this a Spot request is unlikely to be fulfilled now
 MAX_CANDIDATES = 3

@@ -1,5 +1,5 @@
 """The preflight of every GPU pool: zones, offerings (blocking when no type is offered in the stack's zones),
-quotas (infra/preflight/quotas.py) and the Spot market (infra/preflight/spot.py)."""
+quotas (tools/preflight/quotas.py) and the Spot market (tools/preflight/spot.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.config import StackConfig
-from infra.preflight.aws import Aws, Skip
-from infra.preflight.pooltypes import alternatives, pool_types, type_list_path
-from infra.preflight.quotas import check_quotas
-from infra.preflight.report import PoolReport
-from infra.preflight.spot import check_spot
 from infra.zones import plan_zones
+from tools.preflight.aws import Aws, Skip
+from tools.preflight.pooltypes import alternatives, pool_types, type_list_path
+from tools.preflight.quotas import check_quotas
+from tools.preflight.report import PoolReport
+from tools.preflight.spot import check_spot
 
 MAX_ALTERNATIVES = 3
 _FILTER_VALUES = 50  # instance types per DescribeInstanceTypeOfferings filter

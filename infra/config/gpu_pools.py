@@ -1,0 +1,327 @@
+"""Keys of the GPU pools (infra/gpu/, infra/node_pools.py): `gpuPools` (one `GpuPool` per item) or the seed's single
+pool (`gpuInstanceTypes`, `gpuCapacityTypes`, `gpuLimit`), how long idle GPU nodes stay, and the rules between them."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from infra.catalog.gpus import CATALOG, GPU_FAMILIES, GPU_NAMES, MAX_GPUS_PER_INSTANCE, matching_types
+from infra.catalog.selection import ARCH, platform_requirements, selection_requirements
+from infra.config.convert import (
+    DNS_LABEL,
+    Int,
+    Section,
+    StringMap,
+    Strings,
+    as_list,
+    check_items,
+    check_range,
+    key,
+    seconds,
+)
+from infra.config.errors import ConfigProblem, item_error
+from infra.config.system_nodes import instance_type_problem
+
+_DURATION = re.compile(r"^(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?$")
+_RESERVATION_ID = re.compile(r"^cr-[0-9a-z]+$")
+# Bottlerocket settings.kubelet-device-plugins.nvidia.mig.profile: "<gpu model>.<memory>gb" -> a partition count
+# (1, 2, 3, 4, 7) or a MIG profile like 1g.10gb (bottlerocket settings docs, 1.34.x kubelet-device-plugins).
+_MIG_GPU = re.compile(r"^([a-z])(\d+)\.(\d+)gb$")
+_MIG_PROFILE = re.compile(r"^(?:[12347]|[0-9]g\.\d+gb)$")
+CAPACITY_TYPES = ("spot", "on-demand", "reserved")
+LEGACY_GPU_POOL = "gpu-spot"  # the seed's single GPU pool, kept when gpuPools is not set
+
+
+class GpuPool(Section):
+    """One item of `gpuPools`: a Karpenter NodePool for GPU work. Keys are camelCase, as in the stack file."""
+
+    name: str
+    # Selection: a type list, or any combination of GPU attributes.
+    instance_types: Strings = ()
+    gpu_names: Strings = ()
+    gpu_count_min: Int | None = None
+    gpu_count_max: Int | None = None
+    gpu_memory_min_gib: Int | None = Field(None, alias="gpuMemoryMinGiB")
+    families: Strings = ()
+    # Capacity.
+    capacity_types: Strings = ("spot",)
+    capacity_reservation_ids: Strings = ()
+    capacity_reservation_tags: StringMap = Field(default_factory=dict)
+    gpu_limit: Int = 16
+    weight: Int | None = None
+    consolidate_after: str | None = None
+    # GPU sharing (Bottlerocket's NVIDIA device plugin).
+    time_slicing_replicas: Int | None = None
+    mig_profile: StringMap = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not DNS_LABEL.match(v) or v == "default":
+            raise ValueError("must be a DNS label (lowercase letters, digits, '-'; at most 63) and not 'default'")
+        return v
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        check_items(v, allow_empty=True)
+        for i, item in enumerate(v):
+            _check_gpu_type(i, item)
+        return v
+
+    @field_validator("gpu_names")
+    @classmethod
+    def _gpu_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        check_items(v, allow_empty=True)
+        for i, item in enumerate(v):
+            if item not in GPU_NAMES:
+                raise item_error(i, item, f"is not a GPU name Karpenter reports; known: {', '.join(GPU_NAMES)}")
+        return v
+
+    @field_validator("families")
+    @classmethod
+    def _families(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        check_items(v, allow_empty=True)
+        for i, item in enumerate(v):
+            if item not in GPU_FAMILIES:
+                raise item_error(i, item, f"is not an NVIDIA GPU family; known: {', '.join(GPU_FAMILIES)}")
+        return v
+
+    @field_validator("gpu_count_min", "gpu_count_max")
+    @classmethod
+    def _count(cls, v: int | None) -> int | None:
+        return check_range(
+            v, 1, MAX_GPUS_PER_INSTANCE, f"must be between 1 and {MAX_GPUS_PER_INSTANCE} GPUs per instance"
+        )
+
+    @field_validator("gpu_memory_min_gib")
+    @classmethod
+    def _memory(cls, v: int | None) -> int | None:
+        return check_range(v, 1, 1024, "must be the GiB per GPU as the GPU is sold, like 24 (L4, A10G) or 80 (H100)")
+
+    @field_validator("capacity_types")
+    @classmethod
+    def _capacity(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        check_items(v)
+        for i, item in enumerate(v):
+            if item not in CAPACITY_TYPES:
+                raise item_error(i, item, f"is not a capacity type; allowed: {', '.join(CAPACITY_TYPES)}")
+        return v
+
+    @field_validator("capacity_reservation_ids")
+    @classmethod
+    def _reservations(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        check_items(v, allow_empty=True)
+        for i, item in enumerate(v):
+            if not _RESERVATION_ID.match(item):
+                raise item_error(i, item, "is not a capacity reservation id (cr- and lowercase letters or digits)")
+        return v
+
+    @field_validator("gpu_limit")
+    @classmethod
+    def _limit(cls, v: int) -> int:
+        return check_range(v, 1, 100_000, "must be a positive number of GPUs")
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, v: int | None) -> int | None:
+        return check_range(v, 1, 100, "must be between 1 and 100 (Karpenter's NodePool weight)")
+
+    @field_validator("consolidate_after")
+    @classmethod
+    def _consolidate(cls, v: str | None) -> str | None:
+        return v if v is None else _check_consolidate_after(v)
+
+    @field_validator("time_slicing_replicas")
+    @classmethod
+    def _replicas(cls, v: int | None) -> int | None:
+        return check_range(v, 2, 64, "must be between 2 and 64 (Bottlerocket time-slicing replicas per GPU)")
+
+    @field_validator("mig_profile")
+    @classmethod
+    def _mig(cls, v: dict[str, str]) -> dict[str, str]:
+        for gpu, profile in v.items():
+            if not _MIG_GPU.match(gpu):
+                raise item_error(gpu, profile, 'is not a "<gpu model>.<memory>gb" key like "h100.80gb"')
+            if not isinstance(profile, str) or not _MIG_PROFILE.match(profile):
+                raise item_error(gpu, profile, 'is not a partition count (1, 2, 3, 4, 7) or a profile like "1g.10gb"')
+        return v
+
+    @model_validator(mode="after")
+    def _whole_pool(self) -> GpuPool:
+        selection = {"gpuNames": self.gpu_names, "families": self.families}
+        attributes = [k for k, v in selection.items() if v] + [
+            k
+            for k, v in (
+                ("gpuCountMin", self.gpu_count_min),
+                ("gpuCountMax", self.gpu_count_max),
+                ("gpuMemoryMinGiB", self.gpu_memory_min_gib),
+            )
+            if v is not None
+        ]
+        if self.instance_types and attributes:
+            excluded = f"excludes {', '.join(attributes)}: choose one"
+            raise item_error("instanceTypes", list(self.instance_types), excluded)
+        if not self.instance_types and not attributes:
+            raise item_error("instanceTypes", [], "a pool needs instanceTypes or GPU attributes (gpuNames, ...)")
+        if self.gpu_count_min and self.gpu_count_max and self.gpu_count_min > self.gpu_count_max:
+            raise item_error("gpuCountMax", self.gpu_count_max, f"is below gpuCountMin ({self.gpu_count_min})")
+        if not self.instance_types and not self.matched_types:
+            raise item_error(
+                attributes[0], getattr(self, _FIELD_OF[attributes[0]]), "together these select no NVIDIA type"
+            )
+        reserved = "reserved" in self.capacity_types
+        has_reservations = bool(self.capacity_reservation_ids or self.capacity_reservation_tags)
+        if reserved and not has_reservations:
+            raise item_error(
+                "capacityTypes",
+                list(self.capacity_types),
+                "'reserved' needs capacityReservationIds or capacityReservationTags (Karpenter uses no open "
+                "reservation otherwise)",
+            )
+        if has_reservations and not reserved:
+            ids = list(self.capacity_reservation_ids)
+            raise item_error("capacityReservationIds", ids, "needs 'reserved' in capacityTypes")
+        if self.time_slicing_replicas and self.mig_profile:
+            raise item_error("migProfile", self.mig_profile, "excludes timeSlicingReplicas: choose one way to share")
+        largest = max(CATALOG[name].gpu_count for name in self.matched_types)
+        if self.gpu_limit < largest:
+            raise item_error("gpuLimit", self.gpu_limit, _limit_below_largest(largest, self.matched_types))
+        models = {t.gpu_name for t in map(CATALOG.get, self.matched_types)}
+        for gpu, profile in self.mig_profile.items():
+            if _MIG_GPU.match(gpu) and f"{gpu[0]}{_MIG_GPU.match(gpu)[2]}" not in models:
+                gpus = ", ".join(sorted(models))
+                raise item_error(f"migProfile.{gpu}", profile, f"this pool has no such GPU; its GPUs: {gpus}")
+        return self
+
+    @property
+    def requirements(self) -> list[dict[str, Any]]:
+        """The pool's requirements on instance-type labels (selection, arch, OS)."""
+        return [*selection_requirements(self), *platform_requirements()]
+
+    @property
+    def matched_types(self) -> list[str]:
+        """The catalog's types these requirements match today."""
+        return matching_types(self.requirements)
+
+
+_FIELD_OF = {f.alias or name: name for name, f in GpuPool.model_fields.items()}
+
+
+def _check_gpu_type(index: int, item: str) -> None:
+    gpu_type = CATALOG.get(item)
+    if gpu_type is None:
+        families = ", ".join(GPU_FAMILIES)
+        raise item_error(
+            index, item, f"is not an NVIDIA GPU instance type (infra/data/gpu_catalog.json); families: {families}"
+        )
+    if gpu_type.arch != ARCH or gpu_type.gpu_count < 1:
+        shape = f"is {gpu_type.arch} with {gpu_type.gpu_count} whole GPUs"
+        raise item_error(index, item, f"{shape}; GPU pools need amd64 and at least one whole GPU")
+
+
+def _limit_below_largest(largest: int, types: list[str]) -> str:
+    biggest = [name for name in types if CATALOG[name].gpu_count == largest]
+    return (
+        f"is below the {largest} GPUs of the pool's largest type ({', '.join(biggest[:3])}): Karpenter would never "
+        f"launch it; set at least {largest}, or narrow the pool (gpuCountMax, instanceTypes)"
+    )
+
+
+def _check_consolidate_after(v: str) -> str:
+    if not v or not _DURATION.match(v) or seconds(v) < 300:
+        raise ValueError("must be a Go duration of at least 5m (longer than a cold GPU image pull), like 15m")
+    return v
+
+
+class GpuPoolKeys(Section):
+    gpu_instance_types: Strings = key(("p5.48xlarge",), "NVIDIA GPU instance types for the GPU Spot node pool.")
+    gpu_capacity_types: Strings = key(("spot",), "Capacity types for the GPU node pool: spot and/or on-demand.")
+    gpu_pools: Annotated[tuple[GpuPool, ...], BeforeValidator(as_list)] = key(
+        (), "GPU node pools (a list of objects, see README); replaces the single pool of gpuInstanceTypes."
+    )
+    gpu_limit: Int = key(
+        16, "Most whole GPUs the single GPU node pool may hold, before and after its nodes initialize."
+    )
+    gpu_consolidate_after: str = key(
+        "15m", "How long a GPU node must stay empty before Karpenter removes it (Go duration)."
+    )
+
+    @field_validator("gpu_instance_types")
+    @classmethod
+    def _gpu_instance_types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        check_items(v)
+        for i, item in enumerate(v):
+            problem = instance_type_problem(item)
+            if problem:
+                raise item_error(i, item, problem)
+            _check_gpu_type(i, item)
+        return v
+
+    @field_validator("gpu_capacity_types")
+    @classmethod
+    def _gpu_capacity(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = ("spot", "on-demand")
+        return check_items(v, lambda _, i: None if i in allowed else "is not a capacity type; allowed: spot, on-demand")
+
+    @field_validator("gpu_pools")
+    @classmethod
+    def _pools(cls, v: tuple[GpuPool, ...]) -> tuple[GpuPool, ...]:
+        names = [pool.name for pool in v]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise item_error((i, "name"), name, f"is the name of gpuPools[{names.index(name)}] already")
+        return v
+
+    @field_validator("gpu_limit")
+    @classmethod
+    def _gpu_limit(cls, v: int) -> int:
+        return check_range(v, 1, 1_000_000, "must be a positive whole number")
+
+    @field_validator("gpu_consolidate_after")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        return _check_consolidate_after(v)
+
+    @property
+    def effective_gpu_pools(self) -> tuple[GpuPool, ...]:
+        """`gpuPools`, or else the seed's single pool `gpu-spot` from gpuInstanceTypes and gpuCapacityTypes."""
+        if self.gpu_pools:
+            return self.gpu_pools
+        return (
+            GpuPool(
+                name=LEGACY_GPU_POOL,
+                instance_types=self.gpu_instance_types,
+                capacity_types=self.gpu_capacity_types,
+                gpu_limit=self.gpu_limit,
+                consolidate_after=self.gpu_consolidate_after,
+            ),
+        )
+
+    def consolidate_after(self, pool: GpuPool) -> str:
+        return pool.consolidate_after or self.gpu_consolidate_after
+
+
+def relation_problems(cfg: Any) -> list[ConfigProblem]:
+    problems = []
+    single_pool_keys = [
+        key
+        for key, field in (("gpuInstanceTypes", "gpu_instance_types"), ("gpuCapacityTypes", "gpu_capacity_types"))
+        if getattr(cfg, field) != GpuPoolKeys.model_fields[field].default  # `pulumi up` injects the defaults
+    ]
+    if cfg.gpu_pools and single_pool_keys:
+        problems.append(
+            ConfigProblem(
+                "gpuPools",
+                [pool.name for pool in cfg.gpu_pools],
+                f"replaces the single pool of {' and '.join(single_pool_keys)}: set one or the other, not both",
+            )
+        )
+    largest = max(CATALOG[name].gpu_count for name in cfg.gpu_instance_types)
+    if not cfg.gpu_pools and cfg.gpu_limit < largest:
+        why = _limit_below_largest(largest, list(cfg.gpu_instance_types))
+        problems.append(ConfigProblem("gpuLimit", cfg.gpu_limit, why))
+    return problems
