@@ -1,6 +1,7 @@
 """Node pools: Karpenter EC2NodeClasses (Bottlerocket, SOCI parallel pulls, RAID0) and NodePools (general, GPU).
 
-The specs are built by pure functions (`nodeclass_spec`, `nodepool_spec`) that the component and the tests share.
+The specs are built by pure functions (`nodeclass_spec`, `default_pool_spec`, and `gpu_pool_spec` of infra/gpu/pools.py)
+that the component and the tests share; a GPU pool travels whole from config to its NodePool, node class and overlays.
 Bottlerocket settings live in `nodeclasses/<default|gpu>.toml`; the program overlays the SOCI stack config and a GPU
 pool's device sharing on them. GPU pools come from config (infra/gpu/pools.py).
 """
@@ -17,7 +18,8 @@ import pulumi
 import tomli_w
 from pulumi_kubernetes.apiextensions import CustomResource
 
-from infra.config import LEGACY_GPU_POOL, PROJECT, StackConfig
+from infra.catalog.gpus import LABEL
+from infra.config import PROJECT, GpuPool, StackConfig
 from infra.gpu.placement import PoolOffer
 from infra.gpu.pools import (
     GPU_CLASS,
@@ -41,10 +43,6 @@ NODEPOOL_API_VERSION = "karpenter.sh/v1"
 
 DEFAULT_CLASS = "default"
 DEFAULT_POOL = "default"
-GPU_POOL = LEGACY_GPU_POOL
-# The default plan (no gpuPools): classes, and pool -> the EC2NodeClass it launches with.
-NODE_CLASSES = (DEFAULT_CLASS, GPU_CLASS)
-NODE_POOLS = {DEFAULT_POOL: DEFAULT_CLASS, GPU_POOL: GPU_CLASS}
 
 SOCI_PARALLEL_PULL = ("container-runtime-plugins", "soci-snapshotter", "parallel-pull-unpack")
 
@@ -190,10 +188,18 @@ def stack_tags(cluster_name: str, stack: str, node_class: str) -> dict[str, str]
     }
 
 
-def nodeclass_spec(node_class: str, cfg: StackConfig, *, cluster_name: str, role_name: str, stack: str) -> dict:
-    """The spec of the EC2NodeClass `node_class` ("default", "gpu" or "gpu-<pool>")."""
+def nodeclass_spec(
+    node_class: str,
+    cfg: StackConfig,
+    *,
+    cluster_name: str,
+    role_name: str,
+    stack: str,
+    pool: GpuPool | None = None,
+) -> dict:
+    """The spec of the EC2NodeClass `node_class` ("default", "gpu" or "gpu-<pool>"); `pool`: the GPU pool whose own
+    settings (device sharing, reservations) the class carries, None for a shared class."""
     discovery = [{"tags": {DISCOVERY_TAG: cluster_name}}]
-    pool = gpu_classes(cfg).get(node_class)  # the pool whose own settings this class carries, if any
     reservations = capacity_reservation_terms(pool)
     return {
         "role": role_name,
@@ -218,8 +224,9 @@ def nodeclass_spec(node_class: str, cfg: StackConfig, *, cluster_name: str, role
     }
 
 
-def node_class_names(cfg: StackConfig) -> list[str]:
-    return [DEFAULT_CLASS, *gpu_classes(cfg)]
+def node_class_plan(cfg: StackConfig) -> dict[str, GpuPool | None]:
+    """Every EC2NodeClass of the stack -> the GPU pool whose own settings it carries (None: default or shared)."""
+    return {DEFAULT_CLASS: None, **gpu_classes(cfg)}
 
 
 def _requirement(key: str, operator: str, *values: str) -> dict[str, Any]:
@@ -236,9 +243,9 @@ def default_pool_spec(cfg: StackConfig) -> dict:
             "spec": {
                 "nodeClassRef": _node_class_ref(DEFAULT_CLASS),
                 "requirements": [
-                    _requirement("karpenter.k8s.aws/instance-category", "In", *DEFAULT_INSTANCE_CATEGORIES),
-                    _requirement("karpenter.k8s.aws/instance-cpu", "Gt", str(DEFAULT_MIN_VCPU - 1)),
-                    _requirement("karpenter.k8s.aws/instance-cpu", "Lt", str(DEFAULT_MAX_VCPU + 1)),
+                    _requirement(f"{LABEL}category", "In", *DEFAULT_INSTANCE_CATEGORIES),
+                    _requirement(f"{LABEL}cpu", "Gt", str(DEFAULT_MIN_VCPU - 1)),
+                    _requirement(f"{LABEL}cpu", "Lt", str(DEFAULT_MAX_VCPU + 1)),
                     _requirement("kubernetes.io/arch", "In", "amd64"),
                     _requirement("kubernetes.io/os", "In", "linux"),
                     _requirement("karpenter.sh/capacity-type", "In", "spot", "on-demand"),
@@ -253,14 +260,6 @@ def default_pool_spec(cfg: StackConfig) -> dict:
             "budgets": [{"nodes": "10%"}],
         },
     }
-
-
-def nodepool_spec(pool: str, cfg: StackConfig) -> dict:
-    """The spec of the NodePool `pool`: "default", or a GPU pool of the config (the seed's "gpu-spot" by default)."""
-    if pool == DEFAULT_POOL:
-        return default_pool_spec(cfg)
-    (gpu_pool,) = [p for p in cfg.effective_gpu_pools if p.name == pool]
-    return gpu_pool_spec(gpu_pool, cfg)
 
 
 def stack_offers(cfg: StackConfig) -> list[PoolOffer]:
@@ -304,26 +303,34 @@ class NodePools(pulumi.ComponentResource):
         controller = [karpenter.crd_release, karpenter.release, args.teardown]
 
         self.node_classes = {}
-        for node_class in node_class_names(cfg):
+        for node_class, own_pool in node_class_plan(cfg).items():
             spec = pulumi.Output.all(args.cluster.name, karpenter.node_role.name).apply(
-                lambda names, node_class=node_class: nodeclass_spec(
-                    node_class, cfg, cluster_name=names[0], role_name=names[1], stack=stack
+                lambda names, node_class=node_class, own_pool=own_pool: nodeclass_spec(
+                    node_class, cfg, cluster_name=names[0], role_name=names[1], stack=stack, pool=own_pool
                 )
             )
             self.node_classes[node_class] = self._karpenter_object(
                 f"{name}-{node_class}-class", NODECLASS_API_VERSION, "EC2NodeClass", node_class, spec, controller
             )
 
-        self.node_pools = {}
-        pool_classes = {DEFAULT_POOL: DEFAULT_CLASS} | {p.name: node_class_of(p) for p in cfg.effective_gpu_pools}
-        for pool, node_class in pool_classes.items():
-            self.node_pools[pool] = self._karpenter_object(
-                f"{name}-{pool}-pool",
+        self.node_pools = {
+            DEFAULT_POOL: self._karpenter_object(
+                f"{name}-{DEFAULT_POOL}-pool",
                 NODEPOOL_API_VERSION,
                 "NodePool",
-                pool,
-                nodepool_spec(pool, cfg),
-                [*controller, self.node_classes[node_class]],
+                DEFAULT_POOL,
+                default_pool_spec(cfg),
+                [*controller, self.node_classes[DEFAULT_CLASS]],
+            )
+        }
+        for pool in cfg.effective_gpu_pools:
+            self.node_pools[pool.name] = self._karpenter_object(
+                f"{name}-{pool.name}-pool",
+                NODEPOOL_API_VERSION,
+                "NodePool",
+                pool.name,
+                gpu_pool_spec(pool, cfg),
+                [*controller, self.node_classes[node_class_of(pool)]],
             )
 
         # Time-sliced pools: what each node offers in GPU slices, for Karpenter's scheduling simulation.

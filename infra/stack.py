@@ -9,12 +9,12 @@ import pulumi
 import pulumi_random as random
 
 from infra.access import ClusterAccess, ClusterAccessArgs
+from infra.catalog.kubernetes_versions import STANDARD, VERSIONS, status_line
 from infra.cluster import Cluster, ClusterArgs
 from infra.config import StackConfig
 from infra.destroy_hook import cleanup_hook
 from infra.image_cache import ImageCache, ImageCacheArgs
 from infra.karpenter import Karpenter, KarpenterArgs
-from infra.kubernetes_versions import STANDARD, VERSIONS, status_line
 from infra.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from infra.network import Network, NetworkArgs
 from infra.node_pools import NodePools, NodePoolsArgs

@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from infra.catalog.data import load_data
 from infra.config import ConfigError, ConfigProblem, StackConfig
-from infra.data_files import load_data
 
 _EKS_ZONES = load_data("eks_control_plane_zones")
 DISALLOWED_CONTROL_PLANE_ZONE_IDS: dict[str, str] = _EKS_ZONES["disallowed_zone_ids"]

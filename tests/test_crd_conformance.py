@@ -13,14 +13,15 @@ import pytest
 from celpy.evaluation import base_functions
 
 from infra.config import StackConfig
+from infra.gpu.pools import gpu_pool_spec
 from infra.node_pools import (
-    NODE_CLASSES,
-    NODE_POOLS,
+    DEFAULT_POOL,
     NODECLASS_API_VERSION,
     NODEPOOL_API_VERSION,
+    default_pool_spec,
     manifest,
+    node_class_plan,
     nodeclass_spec,
-    nodepool_spec,
 )
 from tests.karpenter_crds import (
     CRD_FILES,
@@ -78,16 +79,15 @@ def built_objects() -> dict[str, dict]:
             NODECLASS_API_VERSION,
             "EC2NodeClass",
             name,
-            nodeclass_spec(name, cfg, cluster_name="demo-abcd1234", role_name="demo-node", stack="test"),
+            nodeclass_spec(name, cfg, cluster_name="demo-abcd1234", role_name="demo-node", stack="test", pool=pool),
         )
-        for name in NODE_CLASSES
+        for name, pool in node_class_plan(cfg).items()
     }
+    pools = {DEFAULT_POOL: default_pool_spec(cfg)} | {p.name: gpu_pool_spec(p, cfg) for p in cfg.effective_gpu_pools}
     objects.update(
-        {
-            f"NodePool/{name}": manifest(NODEPOOL_API_VERSION, "NodePool", name, nodepool_spec(name, cfg))
-            for name in NODE_POOLS
-        }
+        {f"NodePool/{name}": manifest(NODEPOOL_API_VERSION, "NodePool", name, spec) for name, spec in pools.items()}
     )
+    assert sorted(objects) == ["EC2NodeClass/default", "EC2NodeClass/gpu", "NodePool/default", "NodePool/gpu-spot"]
     return copy.deepcopy(objects)
 
 

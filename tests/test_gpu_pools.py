@@ -217,7 +217,9 @@ def test_reservations_by_tag_and_mig_profiles(reference):
         ]
     )
     (pool,) = cfg.gpu_pools
-    spec = nodeclass_spec(node_class_of(pool), cfg, cluster_name="c-abcd1234", role_name="node", stack="test")
+    spec = nodeclass_spec(
+        node_class_of(pool), cfg, cluster_name="c-abcd1234", role_name="node", stack="test", pool=pool
+    )
     assert spec["capacityReservationSelectorTerms"] == [{"tags": {"team": "ml"}}]
     nvidia = tomllib.loads(spec["userData"])["settings"]["kubelet-device-plugins"]["nvidia"]
     assert nvidia == {"device-partitioning-strategy": "mig", "mig": {"profile": {"h100.80gb": "1g.10gb"}}}

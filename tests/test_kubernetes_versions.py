@@ -10,8 +10,7 @@ from datetime import date
 import pytest
 
 from infra import stack as stack_module
-from infra.config import ADDON_VERSIONS, ADDONS, StackConfig, parse_config
-from infra.kubernetes_versions import (
+from infra.catalog.kubernetes_versions import (
     BOTTLEROCKET_NVIDIA_VARIANTS,
     ENDED,
     EXTENDED,
@@ -24,6 +23,7 @@ from infra.kubernetes_versions import (
     minor,
     upgrade_problem,
 )
+from infra.config import ADDON_VERSIONS, ADDONS, StackConfig, parse_config
 from tests.conftest import PROJECT_ROOT
 from tools.offline import run_program
 from tools.render import main as render_main

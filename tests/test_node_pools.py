@@ -12,8 +12,8 @@ import yaml
 from infra.config import StackConfig
 from infra.node_pools import (
     DATA_DEVICE,
+    DEFAULT_CLASS,
     GPU_CLASS,
-    NODE_CLASSES,
     OS_DEVICE,
     SOCI_PARALLEL_PULL,
     SociTuning,
@@ -22,6 +22,7 @@ from infra.node_pools import (
 )
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NODE_CLASSES = (DEFAULT_CLASS, GPU_CLASS)  # the default plan (no gpuPools)
 NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"

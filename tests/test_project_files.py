@@ -70,3 +70,36 @@ def test_readme_config_table_matches_pulumi_yaml():
 def test_dev_stack_file_is_valid_config():
     cfg = parse_config(read_stack_file(PROJECT_ROOT / "Pulumi.dev.yaml"))
     assert cfg.gpu_instance_types == ("p5.48xlarge",)
+
+
+def _imports(path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def _package_of(module: str) -> str:
+    """infra.config.cluster -> infra.config; infra.cluster -> infra (the root's own modules)."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if (PROJECT_ROOT / parts[0] / parts[1]).is_dir() and len(parts) > 1 else parts[0]
+
+
+def test_the_house_rules_of_infra():
+    """No module over 400 lines, no two packages importing each other, no component importing a tool."""
+    uses: dict[str, set[str]] = {}
+    for path in (PROJECT_ROOT / "infra").rglob("*.py"):
+        module = ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts).removesuffix(".__init__")
+        assert len(path.read_text().splitlines()) <= 400, path.name
+        imported = _imports(path)
+        assert not [m for m in imported if m == "tools" or m.startswith("tools.")], path.name
+        package = _package_of(module) if path.name != "__init__.py" else module
+        for target in (m for m in imported if m.startswith("infra.")):
+            if _package_of(target) != package:
+                uses.setdefault(package, set()).add(_package_of(target))
+    assert [(a, b) for a in uses for b in uses[a] if a in uses.get(b, set())] == []

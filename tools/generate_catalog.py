@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from infra.catalog.data import DATA_DIR
 from infra.catalog.gpus import LABEL
-from infra.data_files import DATA_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "karpenter" / "instance-types.json"

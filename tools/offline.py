@@ -25,39 +25,19 @@ from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from infra.catalog.data import load_data
 from infra.config import PROJECT, REGION_KEY
-from infra.data_files import load_data
 
 OFFLINE = load_data("offline")
 ACCOUNT_ID: str = OFFLINE["account_id"]
 SECRET = "[secret]"
 PROGRAM = Path(__file__).resolve().parent.parent / "__main__.py"
 
-# Resource types whose id has an AWS-style prefix (the rest use "<name>-offline").
-_ID_PREFIXES = {
-    "aws:ec2/vpc:Vpc": "vpc",
-    "aws:ec2/subnet:Subnet": "subnet",
-    "aws:ec2/internetGateway:InternetGateway": "igw",
-    "aws:ec2/natGateway:NatGateway": "nat",
-    "aws:ec2/eip:Eip": "eipalloc",
-    "aws:ec2/routeTable:RouteTable": "rtb",
-    "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce",
-    "aws:ec2/securityGroup:SecurityGroup": "sg",
-    "aws:ec2/launchTemplate:LaunchTemplate": "lt",
-}
-# Services whose ARNs carry no region (IAM) and resource-path spellings that differ from the type name.
-_GLOBAL_SERVICES = {"iam"}
-_ARN_RESOURCE = {
-    "aws:iam/role:Role": "role/{name}",
-    "aws:iam/policy:Policy": "policy/{name}",
-    "aws:iam/instanceProfile:InstanceProfile": "instance-profile/{name}",
-    "aws:sqs/queue:Queue": "{name}",
-    "aws:cloudwatch/logGroup:LogGroup": "log-group:{name}",
-    "aws:cloudwatch/eventRule:EventRule": "rule/{name}",
-    "aws:kms/key:Key": "key/{id}",
-    "aws:eks/cluster:Cluster": "cluster/{name}",
-}
-_ARN_SERVICE = {"cloudwatch/logGroup": "logs", "cloudwatch/eventRule": "events"}
+# How ids and ARNs look (infra/data/offline.json).
+_ID_PREFIXES: dict[str, str] = OFFLINE["id_prefixes"]
+_GLOBAL_SERVICES = frozenset(OFFLINE["global_services"])
+_ARN_RESOURCE: dict[str, str] = OFFLINE["arn_resources"]
+_ARN_SERVICE: dict[str, str] = OFFLINE["arn_services"]
 
 
 @dataclass(frozen=True)
@@ -182,11 +162,10 @@ class OfflineMocks(pulumi_mocks.Mocks):
         return {"arn": arn, "id": arn, "name": name, "region": self.region}
 
     def _availability_zones(self, _: dict) -> dict:
-        zones = OFFLINE["availability_zones"][self.region]  # name -> zone ID, as one account sees them
-        names = list(zones)
+        names, zone_ids = region_zones(self.region)
         return {
             "names": names,
-            "zoneIds": [zones[n] for n in names],
+            "zoneIds": zone_ids,
             "groupNames": [self.region] * len(names),
             "id": self.region,
         }
@@ -373,6 +352,12 @@ def _plain(value: Any) -> Any:
 
 def _no_stack_trace() -> source_pb2.StackTrace:
     return source_pb2.StackTrace()
+
+
+def region_zones(region: str) -> tuple[list[str], list[str]]:
+    """The zone names and their IDs the offline engine answers for a region (as one account sees them)."""
+    zones = OFFLINE["availability_zones"][region]
+    return list(zones), list(zones.values())
 
 
 def run_program(raw_config: Mapping[str, str], stack: str = "dev") -> OfflineRun:

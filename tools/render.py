@@ -25,10 +25,10 @@ import yaml
 
 from infra.config import ConfigError, parse_config
 from tools.charts import existing_dir, render_charts
+from tools.stack_files import StackFileError, add_stack_arguments, read_stack_file, stack_arguments, stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
-SUBNET = "aws:ec2/subnet:Subnet"
 UNKNOWN = "[unknown]"  # an output value the offline engine cannot know
 
 
@@ -38,41 +38,11 @@ class UnsupportedVersionError(ValueError):
 
 def kubernetes_status(cfg: Any, today: date) -> str:
     """The version's support status line; raises UnsupportedVersionError past extended support."""
-    from infra.kubernetes_versions import ENDED, VERSIONS, ended_message, status_line
+    from infra.catalog.kubernetes_versions import ENDED, VERSIONS, ended_message, status_line
 
     if VERSIONS[cfg.kubernetes_version].status(today) == ENDED:
         raise UnsupportedVersionError(ended_message(cfg.kubernetes_version))
     return status_line(cfg.kubernetes_version, today)
-
-
-class StackFileError(ValueError):
-    """The stack config file is missing or not in Pulumi's stack-config format."""
-
-
-def read_stack_file(path: Path) -> dict[str, str]:
-    """Read a `Pulumi.<stack>.yaml` into the raw string map Pulumi hands a program (structured values as JSON)."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StackFileError(f"{path}: no such stack config file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise StackFileError(f"{path}: not a readable YAML file ({first_line})") from None
-    if document is None:
-        return {}
-    if not isinstance(document, dict) or not isinstance(document.get("config", {}) or {}, dict):
-        raise StackFileError(f"{path}: expected a mapping with a 'config:' mapping of key: value")
-    raw = {}
-    for key, value in (document.get("config") or {}).items():
-        if isinstance(value, dict) and "secure" in value:
-            raise StackFileError(f"{path}: {key} is a secret; secrets cannot be rendered offline")
-        if isinstance(value, str):
-            raw[str(key)] = value
-        elif isinstance(value, bool):
-            raw[str(key)] = "true" if value else "false"
-        else:
-            raw[str(key)] = json.dumps(value)
-    return raw
 
 
 def write_outputs(run: Any, out: Path) -> None:
@@ -184,13 +154,13 @@ def pool_table_lines(cfg: Any) -> list[str]:
     return lines
 
 
-def summary(run: Any, stack: str, region: str) -> str:
+def summary(run: Any, stack: str, region: str, zones: Sequence[str] = ()) -> str:
     counts = Counter(r.type for r in run.registrations)
     width = max(map(len, counts)) if counts else 10
     lines = [f"Offline render of stack '{stack}' ({region}): nothing was contacted; ids and ARNs are placeholders."]
     lines += [f"  {type_:<{width}}  {n:>3}" for type_, n in sorted(counts.items())]
     lines.append(f"  {'total':<{width}}  {sum(counts.values()):>3}")
-    lines += zone_lines(run)
+    lines += zones
     lines += critical_path_lines(run)
     lines += access_lines(run)
     return "\n".join(lines)
@@ -254,19 +224,19 @@ def critical_path_lines(run: Any) -> list[str]:
     return summary_lines(critical_path(sorted(run.registrations, key=lambda r: r.urn)))
 
 
-def zone_lines(run: Any) -> list[str]:
-    """Which zones the subnets use and which the control plane leaves out, read from the registered subnets."""
-    from infra.zones import CONTROL_PLANE_EXCLUSION_REASON
+def zone_lines(cfg: Any) -> list[str]:
+    """Which zones the subnets use and which the control plane leaves out: the program's own zone plan
+    (infra/zones.py plan_zones) over the zones the offline engine answers for the region."""
+    from infra.zones import CONTROL_PLANE_EXCLUSION_REASON, plan_zones
+    from tools.offline import region_zones
 
-    def zone_ids(tier: str) -> list[str]:
-        return [r.inputs["availabilityZoneId"] for r in run.of_type(SUBNET) if r.name.startswith(f"network-{tier}-")]
-
-    nodes, control_plane = zone_ids("private"), zone_ids("intra")
+    names, zone_ids = region_zones(cfg.region)
+    plan = plan_zones(names, zone_ids, cfg.availability_zones)
+    nodes, control_plane = [z.id for z in plan.zones], [z.id for z in plan.control_plane]
     lines = [f"Zones (by ID): nodes in {', '.join(nodes)}; control plane in {', '.join(control_plane)}"]
     lines += [
-        f"  left out of the control plane: {zone}: {CONTROL_PLANE_EXCLUSION_REASON}"
-        for zone in nodes
-        if zone not in control_plane
+        f"  left out of the control plane: {z.id}: {CONTROL_PLANE_EXCLUSION_REASON}"
+        for z in plan.excluded_from_control_plane
     ]
     return lines
 
@@ -295,21 +265,6 @@ def access_lines(run: Any) -> list[str]:
     return lines
 
 
-def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--stack` / `--config-file`: how every command here (render, preflight) names the stack file it reads."""
-    parser.add_argument("--stack", default="dev", help="stack name; reads Pulumi.<stack>.yaml (default: dev)")
-    parser.add_argument("--config-file", type=Path, help="any file in Pulumi stack-config format")
-
-
-def stack_file(args: argparse.Namespace) -> Path:
-    return args.config_file or ROOT / f"Pulumi.{args.stack}.yaml"
-
-
-def stack_arguments(args: argparse.Namespace) -> str:
-    """The same stack, as arguments to hand to another command."""
-    return f"--config-file {args.config_file}" if args.config_file else f"--stack {args.stack}"
-
-
 def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
     """`today` (the date support windows are read against) is injected by tests; the command uses the clock."""
     parser = argparse.ArgumentParser(prog="python -m tools.render", description=__doc__.splitlines()[0])
@@ -335,7 +290,7 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_outputs(run, out)
-    print(summary(run, args.stack, cfg.region))
+    print(summary(run, args.stack, cfg.region, zone_lines(cfg)))
     print(version_line)
     print("\n".join(gpu_pool_lines(cfg, stack_arguments(args))))
     print(f"Wrote {out}/resources.json, {out}/critical-path.json, {out}/outputs.json, {out}/kubernetes/, {out}/helm/")

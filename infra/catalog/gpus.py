@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infra.data_files import load_data
+from infra.catalog.data import load_data
 
 _AWS = load_data("aws_catalog")
 GPU_MEMORY_REPORTED_FRACTION: float = _AWS["gpu_memory_reported_fraction"]

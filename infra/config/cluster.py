@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
+from infra.catalog.data import load_data
+from infra.catalog.kubernetes_versions import BOTTLEROCKET_NVIDIA_VARIANTS, KARPENTER_RANGES, NEWEST, SUPPORTED, minor
 from infra.config.convert import (
     REGION,
     REGION_KEY,
@@ -22,8 +24,6 @@ from infra.config.convert import (
     network,
 )
 from infra.config.errors import ConfigProblem, item_error
-from infra.data_files import load_data
-from infra.kubernetes_versions import BOTTLEROCKET_NVIDIA_VARIANTS, KARPENTER_RANGES, NEWEST, SUPPORTED, minor
 
 if TYPE_CHECKING:
     from infra.config.stack import StackConfig

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import field_validator
 
+from infra.catalog.data import load_data
 from infra.config.convert import Bool, Section, StringMap, key
 from infra.config.errors import item_error
-from infra.data_files import load_data
 
 # ECR pull-through cache: ECR prefix -> upstream registry and whether it needs a Secrets Manager secret.
 _IMAGE_CACHE = load_data("image_cache")

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 
-from infra.config import ConfigError, parse_config
+from infra.config import REGION, ConfigError, parse_config
 from tools.preflight import __doc__ as DOC
 from tools.preflight.aws import Aws, ClientFactory, session_factory
 from tools.preflight.checks import run_checks
 from tools.preflight.report import EXIT_CONFIG, as_json, as_text, exit_code
-from tools.render import StackFileError, add_stack_arguments, read_stack_file, stack_file
+from tools.stack_files import StackFileError, add_stack_arguments, read_stack_file, stack_file
 
-_REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
 MAX_COMPARED = 9  # GetSpotPlacementScores takes at most 10 regions, the stack's own included
 
 
 def regions_arg(text: str) -> list[str]:
     regions = [r.strip() for r in text.split(",") if r.strip()]
-    bad = [r for r in regions if not _REGION.match(r)]
+    bad = [r for r in regions if not REGION.match(r)]
     if bad:
         raise argparse.ArgumentTypeError(f"not an AWS region name: {', '.join(bad)}")
     if len(regions) > MAX_COMPARED:

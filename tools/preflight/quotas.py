@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from infra.catalog.data import load_data
 from infra.catalog.gpus import CATALOG
-from infra.data_files import load_data
 from tools.preflight.aws import Aws, Skip
 from tools.preflight.report import listed
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from infra.data_files import load_data
+from infra.catalog.data import load_data
 
 _DATA = load_data("kubernetes_versions")
 _PRICING = _DATA["pricing"]
