@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from infra.catalog.gpus import CATALOG
 from infra.config import ConfigError, parse_config
 
-# Types a GPU pool can use: amd64 with at least one whole GPU (config validation refuses the others).
+# Types a GPU pool can use: amd64 with at least one whole GPU (config validation refuses the others), as the
+# catalog itself lists them.
 POOL_TYPES = sorted(n for n, t in CATALOG.items() if t.arch == "amd64" and t.gpu_count >= 1)
 POOL_GPU_NAMES = sorted({CATALOG[n].gpu_name for n in POOL_TYPES})
+assert "t4g" not in POOL_GPU_NAMES
 MIG_PROFILES = ("1", "2", "3", "4", "7", "1g.10gb", "3g.40gb")
 
 selections = st.one_of(

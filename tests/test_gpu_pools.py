@@ -312,7 +312,7 @@ def test_render_prints_each_pools_matched_types(tmp_path):
     result = render_here("--config-file", str(THREE_POOLS), "--out", str(tmp_path / "o"))
     assert result.returncode == 0, result.stderr
     assert "training (class gpu; spot; at most 16 GPUs): 2 types: p5.48xlarge, p5en.48xlarge" in result.stdout
-    assert "reserved-h100 (class gpu-reserved-h100; reserved, on-demand; at most 8 GPUs): 1 types: p5.48xlarge" in (
+    assert "reserved-h100 (class gpu-reserved-h100; reserved, on-demand; at most 8 GPUs): 1 type: p5.48xlarge" in (
         result.stdout
     )
 

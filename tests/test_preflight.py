@@ -185,7 +185,7 @@ def test_text_output_gives_the_verdict_per_pool(aws_env, capsys):
     text = capsys.readouterr().out
     assert code == 0
     assert "gpu-spot: READY (spot; at most 16 GPUs; types: p5.48xlarge)" in text
-    assert text.rstrip().endswith("1 pool(s): 1 ready; exit 0")
+    assert text.rstrip().endswith("1 pool: 1 ready; exit 0")
 
 
 # --- blocked: exit 3 ----------------------------------------------------------------------------------------------

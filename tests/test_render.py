@@ -40,7 +40,7 @@ def test_dev_render_prints_a_summary_and_writes_three_outputs(dev_render):
 def test_dev_render_leaves_region_availability_to_the_preflight(dev_render):
     # The catalog has no per-region facts and render never calls AWS: it names the command that asks.
     result, _ = dev_render
-    assert "  gpu-spot (class gpu; spot; at most 16 GPUs): 1 types: p5.48xlarge" in result.stdout
+    assert "  gpu-spot (class gpu; spot; at most 16 GPUs): 1 type: p5.48xlarge" in result.stdout
     assert "not known offline; ask AWS with `uv run python -m tools.preflight --stack dev`" in result.stdout
 
 
@@ -92,7 +92,8 @@ IN_ENGINE = {"sa-east-1", "availabilityZones"}
         ("config: [1, 2\n", ["not a readable YAML file"]),
         ("- just\n- a list\n", ["expected a mapping"]),
         ("config:\n  aws:region: mars-north-1\n", ["aws:region", "not an AWS region"]),
-        ("config:\n  aws:region: sa-east-1\n", ["aws:region", "offline engine knows AZs"]),
+        ("config:\n  aws:region: xx-east-9\n", ["aws:region", "no zone IDs known", "availabilityZones"]),
+        ("config:\n  aws:region: cn-north-1\n", ["aws:region", "aws-cn partition", "refuses"]),
         ("config:\n  eks-gpu-spot:availabilityZones: [usw2-az1, use1-az2]\n", ["availabilityZones[1]", "usw2-az3"]),
         ("config:\n  eks-gpu-spot:clusterNamePrefix:\n    secure: AAAA\n", ["secret"]),
     ],

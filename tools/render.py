@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -25,7 +26,14 @@ import yaml
 
 from infra.config import ConfigError, parse_config
 from tools.charts import existing_dir, render_charts
-from tools.stack_files import StackFileError, add_stack_arguments, read_stack_file, stack_arguments, stack_file
+from tools.stack_files import (
+    StackFileError,
+    add_stack_arguments,
+    read_stack_file,
+    stack_arguments,
+    stack_file,
+    stack_name,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -114,6 +122,10 @@ def _write_yaml(path: Path, document: Any) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _gpus(bound: int | None) -> str:
     return "unbounded" if bound is None else str(bound)
 
@@ -181,7 +193,7 @@ def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
         sharing += "; MIG" if pool.mig_profile else ""
         lines.append(
             f"  {pool.name} (class {node_class_of(pool)}; {', '.join(pool.capacity_types)}; "
-            f"at most {pool.gpu_limit} GPUs{sharing}): {len(types)} types: {', '.join(types)}"
+            f"at most {pool.gpu_limit} GPUs{sharing}): {plural(len(types), 'type')}: {', '.join(types)}"
         )
         no_nvme = [t for t in types if not CATALOG[t].local_nvme_gib]
         if no_nvme:
@@ -230,7 +242,7 @@ def zone_lines(cfg: Any) -> list[str]:
     from infra.zones import CONTROL_PLANE_EXCLUSION_REASON, plan_zones
     from tools.offline import region_zones
 
-    names, zone_ids = region_zones(cfg.region)
+    names, zone_ids = region_zones(cfg.region, cfg.availability_zones)
     plan = plan_zones(names, zone_ids, cfg.availability_zones)
     nodes, control_plane = [z.id for z in plan.zones], [z.id for z in plan.control_plane]
     lines = [f"Zones (by ID): nodes in {', '.join(nodes)}; control plane in {', '.join(control_plane)}"]
@@ -262,6 +274,11 @@ def access_lines(run: Any) -> list[str]:
             "API endpoint: private only: Helm releases and Karpenter objects can only be applied from inside the VPC "
             "(see README, Private API endpoint)"
         )
+    elif clusters and "0.0.0.0/0" in (clusters[0].inputs.get("publicAccessCidrs") or []):
+        lines.append(
+            "API endpoint: public and open to 0.0.0.0/0 (authenticated by IAM); narrow it with publicAccessCidrs or "
+            "endpointPublicAccess false (see README, Private API endpoint)"
+        )
     return lines
 
 
@@ -277,7 +294,8 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
     )
     args = parser.parse_args(argv)
     config_file = stack_file(args)
-    out = args.out or ROOT / "render-out" / args.stack
+    stack = stack_name(args)
+    out = args.out or ROOT / "render-out" / stack
 
     from tools.offline import OfflineRegionError, run_program  # after argument errors: the SDK import is slow
 
@@ -285,15 +303,19 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
         raw = read_stack_file(config_file)
         cfg = parse_config(raw)  # fails before the engine starts
         version_line = kubernetes_status(cfg, today or date.today())
-        run = run_program(raw, stack=args.stack)
+        run = run_program(raw, stack=stack)
     except (StackFileError, ConfigError, OfflineRegionError, UnsupportedVersionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_outputs(run, out)
-    print(summary(run, args.stack, cfg.region, zone_lines(cfg)))
+    print(summary(run, stack, cfg.region, zone_lines(cfg)))
     print(version_line)
     print("\n".join(gpu_pool_lines(cfg, stack_arguments(args))))
     print(f"Wrote {out}/resources.json, {out}/critical-path.json, {out}/outputs.json, {out}/kubernetes/, {out}/helm/")
+    print(
+        f"Next: check capacity with `uv run python -m tools.preflight {stack_arguments(args)}`, then deploy with "
+        f"`pulumi up --stack {stack}` (README, Deploy)"
+    )
     if args.chart_dir is not None:  # tools/charts.py: what each problem prints and which ones fail the run
         return render_charts(out, args.chart_dir, kube_version=cfg.kubernetes_version)
     return 0
@@ -308,4 +330,6 @@ def exit_now(code: int) -> None:
 
 
 if __name__ == "__main__":
+    # `render ... | head`: end quietly when the reader goes away, as Unix tools do (no BrokenPipeError traceback).
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     exit_now(main())

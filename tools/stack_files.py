@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -42,16 +43,34 @@ def read_stack_file(path: Path) -> dict[str, str]:
     return raw
 
 
+DEFAULT_STACK = "dev"
+_STACK_FILE = re.compile(r"^Pulumi\.(?P<stack>.+)\.ya?ml$")
+
+
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     """`--stack` / `--config-file`: how every command here (render, preflight) names the stack file it reads."""
-    parser.add_argument("--stack", default="dev", help="stack name; reads Pulumi.<stack>.yaml (default: dev)")
+    parser.add_argument(
+        "--stack",
+        help="stack name; reads Pulumi.<stack>.yaml (default: dev, or the <name> of --config-file Pulumi.<name>.yaml)",
+    )
     parser.add_argument("--config-file", type=Path, help="any file in Pulumi stack-config format")
 
 
+def stack_name(args: argparse.Namespace) -> str:
+    """The stack a command works on: --stack when given, else the <name> of a Pulumi.<name>.yaml config file (so its
+    render never lands on another stack's), else dev."""
+    if args.stack:
+        return args.stack
+    if args.config_file:
+        match = _STACK_FILE.match(args.config_file.name)
+        return match["stack"] if match else args.config_file.stem
+    return DEFAULT_STACK
+
+
 def stack_file(args: argparse.Namespace) -> Path:
-    return args.config_file or ROOT / f"Pulumi.{args.stack}.yaml"
+    return args.config_file or ROOT / f"Pulumi.{stack_name(args)}.yaml"
 
 
 def stack_arguments(args: argparse.Namespace) -> str:
     """The same stack, as arguments to hand to another command."""
-    return f"--config-file {args.config_file}" if args.config_file else f"--stack {args.stack}"
+    return f"--config-file {args.config_file}" if args.config_file else f"--stack {stack_name(args)}"

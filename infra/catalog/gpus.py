@@ -52,6 +52,11 @@ CATALOG: dict[str, GpuType] = {
 }
 GPU_NAMES: tuple[str, ...] = tuple(sorted({t.gpu_name for t in CATALOG.values()}))
 GPU_FAMILIES: tuple[str, ...] = tuple(sorted({t.family for t in CATALOG.values()}))
+# What a GPU pool can select: amd64 types with at least one whole GPU (pools run the x86_64 Bottlerocket NVIDIA
+# variant; fractional g6f/gr6f types report 0 GPUs). t4g (only arm64 g5g) and the fractional families are not offered.
+POOL_TYPES: tuple[str, ...] = tuple(sorted(n for n, t in CATALOG.items() if t.arch == "amd64" and t.gpu_count >= 1))
+POOL_GPU_NAMES: tuple[str, ...] = tuple(sorted({CATALOG[n].gpu_name for n in POOL_TYPES}))
+POOL_GPU_FAMILIES: tuple[str, ...] = tuple(sorted({CATALOG[n].family for n in POOL_TYPES}))
 
 
 def reported_memory_floor_mib(sold_gib: int) -> int:

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from infra.catalog.gpus import CATALOG, GPU_FAMILIES, GPU_NAMES, MAX_GPUS_PER_INSTANCE, matching_types
+from infra.catalog.gpus import (
+    CATALOG,
+    GPU_FAMILIES,
+    GPU_NAMES,
+    MAX_GPUS_PER_INSTANCE,
+    POOL_GPU_FAMILIES,
+    POOL_GPU_NAMES,
+    matching_types,
+)
 from infra.catalog.selection import ARCH, platform_requirements, selection_requirements
 from infra.config.convert import (
     DNS_LABEL,
@@ -77,8 +85,11 @@ class GpuPool(Section):
     def _gpu_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         check_items(v, allow_empty=True)
         for i, item in enumerate(v):
-            if item not in GPU_NAMES:
-                raise item_error(i, item, f"is not a GPU name Karpenter reports; known: {', '.join(GPU_NAMES)}")
+            if item in GPU_NAMES and item not in POOL_GPU_NAMES:
+                why = "only arm64 or fractional types have it; GPU pools need amd64 and whole GPUs"
+                raise item_error(i, item, f"{why}; usable: {', '.join(POOL_GPU_NAMES)}")
+            if item not in POOL_GPU_NAMES:
+                raise item_error(i, item, f"is not a GPU name Karpenter reports; known: {', '.join(POOL_GPU_NAMES)}")
         return v
 
     @field_validator("families")
@@ -86,8 +97,11 @@ class GpuPool(Section):
     def _families(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         check_items(v, allow_empty=True)
         for i, item in enumerate(v):
-            if item not in GPU_FAMILIES:
-                raise item_error(i, item, f"is not an NVIDIA GPU family; known: {', '.join(GPU_FAMILIES)}")
+            if item in GPU_FAMILIES and item not in POOL_GPU_FAMILIES:
+                why = "has only arm64 or fractional-GPU types; GPU pools need amd64 and whole GPUs"
+                raise item_error(i, item, f"{why}; usable: {', '.join(POOL_GPU_FAMILIES)}")
+            if item not in POOL_GPU_FAMILIES:
+                raise item_error(i, item, f"is not an NVIDIA GPU family; known: {', '.join(POOL_GPU_FAMILIES)}")
         return v
 
     @field_validator("gpu_count_min", "gpu_count_max")
@@ -214,7 +228,7 @@ _FIELD_OF = {f.alias or name: name for name, f in GpuPool.model_fields.items()}
 def _check_gpu_type(index: int, item: str) -> None:
     gpu_type = CATALOG.get(item)
     if gpu_type is None:
-        families = ", ".join(GPU_FAMILIES)
+        families = ", ".join(POOL_GPU_FAMILIES)
         raise item_error(
             index, item, f"is not an NVIDIA GPU instance type (infra/data/gpu_catalog.json); families: {families}"
         )

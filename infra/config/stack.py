@@ -3,7 +3,6 @@ loader that validates the raw map Pulumi hands the program."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from infra.config.gpu_pools import _FIELD_OF, GpuPoolKeys
 from infra.config.image_cache import ImageCacheKeys
 from infra.config.karpenter import KarpenterKeys
 from infra.config.lb_controller import LbControllerKeys
+from infra.config.namespaces import did_you_mean, namespace_problems
 from infra.config.network import NetworkKeys
 from infra.config.node_pools import NodePoolKeys
 from infra.config.system_nodes import SystemNodeKeys
@@ -55,7 +55,7 @@ def relation_problems(cfg: StackConfig) -> list[ConfigProblem]:
 def parse_config(raw: Mapping[str, Any]) -> StackConfig:
     """Validate a raw config map whose keys are `eks-gpu-spot:<key>` (or bare `<key>`) and `aws:region`."""
     values: dict[str, Any] = {}
-    problems: list[ConfigProblem] = []
+    problems: list[ConfigProblem] = namespace_problems(raw)
     for full_key, value in raw.items():
         namespace, _, key = str(full_key).rpartition(":")
         if full_key == REGION_KEY:
@@ -64,8 +64,7 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
             if key in KNOWN_KEYS:
                 values[key] = value
             else:
-                close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = did_you_mean(key, KNOWN_KEYS)
                 problems.append(ConfigProblem(key, value, f"unknown key; {hint}known keys: {', '.join(KNOWN_KEYS)}"))
         # Other namespaces (aws:, kubernetes:, pulumi:) belong to providers and the engine.
     try:
@@ -102,7 +101,7 @@ def _from_pydantic(error: ValidationError, values: Mapping[str, Any]) -> list[Co
         seen.add(key)
         reason = detail["msg"].removeprefix("Value error, ")
         if detail["type"] == "extra_forbidden":
-            reason = f"unknown key; known keys: {', '.join(_FIELD_OF)}"
+            reason = f"unknown key; {did_you_mean(str(loc[-1]), _FIELD_OF)}known keys: {', '.join(_FIELD_OF)}"
         problems.append(ConfigProblem(key, value, reason))
     return problems
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -11,7 +12,7 @@ from tools.preflight import __doc__ as DOC
 from tools.preflight.aws import Aws, ClientFactory, session_factory
 from tools.preflight.checks import run_checks
 from tools.preflight.report import EXIT_CONFIG, as_json, as_text, exit_code
-from tools.stack_files import StackFileError, add_stack_arguments, read_stack_file, stack_file
+from tools.stack_files import StackFileError, add_stack_arguments, read_stack_file, stack_file, stack_name
 
 MAX_COMPARED = 9  # GetSpotPlacementScores takes at most 10 regions, the stack's own included
 
@@ -46,10 +47,12 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     render = as_json if args.json else as_text
-    stack = str(args.config_file) if args.config_file else args.stack  # what the report is about, as given
+    stack = str(args.config_file) if args.config_file else stack_name(args)  # what the report is about, as given
     print(render(stack, cfg.region, region.zones or [], compare, reports))
     return exit_code(reports)
 
 
 if __name__ == "__main__":
+    # `preflight ... | head`: end quietly when the reader goes away (no BrokenPipeError traceback).
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())

@@ -83,5 +83,6 @@ def as_text(stack: str, region: str, zones: list[str], regions: list[str], repor
         lines += [f"  note:     {m}" for m in r.notes]
     counts = {v: sum(r.verdict == v for r in reports) for v in (READY, WARNINGS, BLOCKED, UNCHECKED)}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    lines += ["", f"{len(reports)} pool(s): {summary}; exit {exit_code(reports)}"]
+    pools = f"{len(reports)} pool" if len(reports) == 1 else f"{len(reports)} pools"
+    lines += ["", f"{pools}: {summary}; exit {exit_code(reports)}"]
     return "\n".join(lines)
