@@ -31,7 +31,18 @@ from tools.preflight.checks import run_checks
 from tools.preflight.report import BLOCKED, READY, UNCHECKED, WARNINGS
 
 POLICY = PROJECT_ROOT / "policies" / "preflight-readonly.json"
-IAM_PREFIX = {"ec2": "ec2", "service-quotas": "servicequotas"}
+IAM_PREFIX = {"ec2": "ec2", "service-quotas": "servicequotas", "iam": "iam", "cloudwatch": "cloudwatch"}
+SPOT_ROLE = "AWSServiceRoleForEC2Spot"
+
+
+def usage_metric(quota_class: str = "G/Spot") -> dict[str, Any]:
+    """The UsageMetric GetServiceQuota returns for an EC2 vCPU quota (Service Quotas API reference)."""
+    return {
+        "MetricNamespace": "AWS/Usage",
+        "MetricName": "ResourceCount",
+        "MetricDimensions": {"Service": "EC2", "Type": "Resource", "Resource": "vCPU", "Class": quota_class},
+        "MetricStatisticRecommendation": "Maximum",
+    }
 
 
 class Endpoint:
@@ -51,12 +62,19 @@ class Endpoint:
         return self
 
     def quota(self, code: str, value: float) -> Endpoint:
-        return self.answer("get_service_quota", {"Quota": {"ServiceCode": "ec2", "QuotaCode": code, "Value": value}})
+        quota = {"ServiceCode": "ec2", "QuotaCode": code, "Value": value, "UsageMetric": usage_metric()}
+        return self.answer("get_service_quota", {"Quota": quota})
 
     def default_quota(self, code: str, value: float) -> Endpoint:
         """No value applied in the account (NoSuchResourceException): AWS's default answers."""
         self.fail("get_service_quota", "NoSuchResourceException")
-        return self.answer("get_aws_default_service_quota", {"Quota": {"QuotaCode": code, "Value": value}})
+        quota = {"QuotaCode": code, "Value": value, "UsageMetric": usage_metric()}
+        return self.answer("get_aws_default_service_quota", {"Quota": quota})
+
+    def usage(self, *values: float) -> Endpoint:
+        """CloudWatch's answer for the usage metric: the most recent value first (ScanBy TimestampDescending)."""
+        result = {"Id": "usage", "Label": "ResourceCount", "StatusCode": "Complete", "Values": list(values)}
+        return self.answer("get_metric_data", {"MetricDataResults": [result]})
 
     def scores(self, by_zone: dict[str, int] | None = None, by_region: dict[str, int] | None = None) -> Endpoint:
         rows = [{"AvailabilityZoneId": z, "Score": s} for z, s in (by_zone or {}).items()]
@@ -116,6 +134,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")  # 0.2 s per region backend, and no test reads AMIs
     with mock_aws():
+        # An account that has used Spot has the Spot service-linked role; tests of its absence delete it.
+        _client("iam", "us-east-1").create_role(
+            RoleName=SPOT_ROLE, Path="/aws-service-role/spot.amazonaws.com/", AssumeRolePolicyDocument="{}"
+        )
         yield
 
 
@@ -162,7 +184,7 @@ def test_dev_stack_is_ready_with_a_quota_warning_and_reports_every_check(aws_env
     assert {"name", "instance_types", "zones", "blocking", "warnings", "skipped"} <= set(pool)
     assert pool["name"] == "gpu-spot" and pool["instance_types"] == ["p5.48xlarge"]
     assert pool["verdict"] == WARNINGS and pool["blocking"] == [] and pool["skipped"] == []
-    assert pool["checked"] == ["offerings", "placement scores", "quota", "spot prices"]
+    assert pool["checked"] == ["offerings", "placement scores", "quota", "spot prices", "spot service-linked role"]
     assert pool["offerings"] == {"p5.48xlarge": document["zones"]}
     # gpuLimit 16 on 8-GPU instances: 2 x 192 vCPUs; the quota (192) fits one instance, not two.
     [warning] = pool["warnings"]
@@ -214,7 +236,7 @@ def test_a_spot_quota_of_zero_blocks_naming_the_quota_code(aws_env):
     assert report.verdict == BLOCKED
     [blocking] = report.blocking
     assert "Spot vCPU quota L-3819A6DF (All G and VT Spot Instance Requests) is 0" in blocking
-    assert "can never launch spot g6.xlarge, g6.2xlarge" in blocking
+    assert "cannot launch spot g6.xlarge, g6.2xlarge now" in blocking
     # 8 GPUs on 1-GPU types: 8 x 8 vCPUs of g6.2xlarge.
     assert "--quota-code L-3819A6DF --desired-value 64 --region us-west-2" in blocking
     assert endpoint.called("get_service_quota") == [{"ServiceCode": "ec2", "QuotaCode": "L-3819A6DF"}]
@@ -290,7 +312,7 @@ def test_an_api_the_endpoint_does_not_implement_is_skipped(aws_env):
 
     assert "spot prices: DescribeSpotPriceHistory: not implemented by this endpoint (InvalidAction)" in report.skipped
     assert "placement scores: GetSpotPlacementScores: not implemented by this endpoint" in report.skipped
-    assert report.checked == {"offerings", "quota"} and report.verdict == READY
+    assert report.checked == {"offerings", "quota", "spot service-linked role"} and report.verdict == READY
 
 
 def test_moto_has_no_ec2_quotas_so_the_quota_check_is_skipped_after_the_default_lookup(aws_env):
@@ -348,11 +370,15 @@ def test_the_command_without_credentials_or_network_skips_everything_without_a_t
         text=True,
         timeout=60,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 4, done.stderr  # nothing checked is not "ready": a CI gate fails
     assert done.stderr == ""
-    [pool] = json.loads(done.stdout)["pools"]
+    document = json.loads(done.stdout)
+    [pool] = document["pools"]
     assert pool["verdict"] == UNCHECKED and pool["checked"] == []
-    assert len(pool["skipped"]) == 5 and all(reason in s for s in pool["skipped"])
+    assert len(pool["skipped"]) == 6 and all(reason in s for s in pool["skipped"])
+    reasons = document["not_checked"]  # each reason once, with every check it stopped
+    assert all(reason in why["reason"] for why in reasons) and sum(len(why["checks"]) for why in reasons) == 6
+    assert len({why["reason"] for why in reasons}) == len(reasons) <= 3  # no credentials: one; no network: per service
 
 
 def test_the_stacks_aws_profile_is_used(aws_env, capsys, tmp_path):
@@ -360,7 +386,7 @@ def test_the_stacks_aws_profile_is_used(aws_env, capsys, tmp_path):
     path.write_text(path.read_text().replace("config:", "config:\n  aws:profile: gpu-team", 1))
     code = main(["--config-file", str(path), "--json"])  # boto3's own chain, no test factory
     [pool] = json.loads(capsys.readouterr().out)["pools"]
-    assert code == 0
+    assert code == 4
     assert "The config profile (gpu-team) could not be found" in pool["skipped"][0]
 
 
@@ -449,3 +475,132 @@ def test_messages_name_at_most_six_types_and_count_the_rest():
     names = [f"g6.{n}xlarge" for n in range(1, 10)]
     assert listed(names[:6]) == ", ".join(names[:6])
     assert listed(names) == ", ".join(names[:6]) + " and 3 more"
+
+
+# --- a CI can gate on it (issue 24) --------------------------------------------------------------------------------
+
+
+def test_a_local_moto_server_gets_a_clean_report_and_the_unchecked_exit_code():
+    """A real HTTP endpoint with real error bodies: moto's server answers what it lacks with an HTML 500 page
+    (GetAWSDefaultServiceQuota, GetSpotPlacementScores). No traceback; exit 4: nothing blocked, not all checked."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env |= {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        command = [sys.executable, "-m", "tools.preflight", "--stack", "dev"]
+        done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.stop()
+    assert done.stderr == "" and "Traceback" not in done.stdout
+    assert done.returncode == 4
+    assert "gpu-spot: READY WITH WARNINGS" in done.stdout  # offerings and prices answered; the Spot role is missing
+    assert "unreadable answer from ec2 (ResponseParserError)" in done.stdout
+    assert "answered HTTP 500" in done.stdout
+    assert done.stdout.rstrip().endswith("exit 4")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        __import__("botocore.parsers", fromlist=["ResponseParserError"]).ResponseParserError("<html>500</html>"),
+        KeyError("AvailabilityZones"),
+        TimeoutError("read timed out"),
+        RuntimeError("anything at all"),
+    ],
+    ids=["html-body", "missing-key", "timeout", "anything"],
+)
+def test_any_exception_from_a_call_becomes_a_reason(error):
+    class Broken:
+        def __getattr__(self, _):
+            def call(**_):
+                raise error
+
+            return call
+
+    aws = Aws(lambda *_: Broken())
+    with pytest.raises(Skip, match="DescribeAvailabilityZones"):
+        aws.call("ec2", "us-west-2", "DescribeAvailabilityZones")
+
+
+def test_an_answer_without_its_keys_is_a_reason_not_a_traceback(aws_env):
+    endpoint = Endpoint().answer("describe_availability_zones", {}).quota("L-3819A6DF", 64).scores({"usw2-az1": 8})
+    [report], _, _ = checks(endpoint, "us-west-2", gpuPools=G6_POOL)
+    assert any(s.startswith("zones: unexpected answer from AWS (KeyError") for s in report.skipped)
+
+
+def test_each_reason_is_said_once_per_run_and_unchecked_exits_4_unless_allowed(aws_env, capsys, tmp_path):
+    two_pools = json.dumps(
+        [
+            {"name": "a", "instanceTypes": ["g6.xlarge"], "gpuLimit": 1},
+            {"name": "b", "instanceTypes": ["g6.2xlarge"], "gpuLimit": 1},
+        ]
+    )
+    path = stack_file(tmp_path, "us-west-2", gpuPools=json.loads(two_pools))
+    denied = Endpoint().fail("get_service_quota", "AccessDeniedException").scores({"usw2-az1": 8})
+    denied.scores({"usw2-az1": 8})
+    code = main(["--config-file", str(path)], factory=denied.factory)
+    text = capsys.readouterr().out
+    assert code == 4
+    assert text.count("servicequotas:GetServiceQuota denied (AccessDeniedException)") == 1
+    assert "not checked: Spot quota L-3819A6DF (All G and VT Spot Instance Requests) [1]" in text
+    allowed = Endpoint().fail("get_service_quota", "AccessDeniedException").scores({"usw2-az1": 8})
+    allowed.scores({"usw2-az1": 8})
+    assert main(["--config-file", str(path), "--allow-unchecked"], factory=allowed.factory) == 0
+    assert capsys.readouterr().out.rstrip().endswith("exit 0")
+
+
+def test_a_missing_spot_service_linked_role_warns_naming_the_stack_key(aws_env):
+    _client("iam", "us-east-1").delete_role(RoleName=SPOT_ROLE)
+    endpoint = Endpoint().quota("L-3819A6DF", 64).scores({"usw2-az1": 8})
+    [report], _, aws = checks(endpoint, "us-west-2", gpuPools=G6_POOL)
+    assert ("iam", "GetRole") in aws.calls
+    [warning] = [w for w in report.warnings if SPOT_ROLE in w]
+    assert "pulumi config set createSpotServiceLinkedRole true" in warning
+    assert "aws iam create-service-linked-role --aws-service-name spot.amazonaws.com" in warning
+    created = Endpoint().quota("L-3819A6DF", 64).scores({"usw2-az1": 8})
+    [report], _, _ = checks(created, "us-west-2", gpuPools=G6_POOL, createSpotServiceLinkedRole="true")
+    assert not [w for w in report.warnings if SPOT_ROLE in w]
+    assert any("this stack creates it" in n for n in report.notes)
+
+
+def test_on_demand_pools_do_not_ask_for_the_spot_role(aws_env):
+    on_demand = json.dumps([{"name": "od", "instanceTypes": ["g6.xlarge"], "capacityTypes": ["on-demand"]}])
+    endpoint = Endpoint().quota("L-DB2E81BA", 64)
+    _, _, aws = checks(endpoint, "us-west-2", gpuPools=on_demand)
+    assert ("iam", "GetRole") not in aws.calls
+
+
+def test_vcpu_headroom_is_the_quota_minus_what_runs(aws_env):
+    """p5.48xlarge needs 192 vCPUs. Quota 400 with 100 in use leaves 300: one of the two nodes gpuLimit 16 takes.
+    Quota 192 with 64 in use leaves 128: not even one, blocked."""
+    endpoint = Endpoint().quota("L-C4BD4855", 400).usage(100.0, 20.0).scores({"usw2-az1": 8})
+    [report], _, _ = checks(endpoint, "us-west-2")
+    [query] = endpoint.called("get_metric_data")
+    metric = query["MetricDataQueries"][0]["MetricStat"]["Metric"]
+    assert metric["Namespace"] == "AWS/Usage" and metric["MetricName"] == "ResourceCount"
+    assert {d["Name"]: d["Value"] for d in metric["Dimensions"]} == usage_metric()["MetricDimensions"]
+    assert report.quotas[0]["in_use"] == 100.0 and report.quotas[0]["headroom"] == 300.0
+    [warning] = [w for w in report.warnings if "L-C4BD4855" in w]
+    assert "with 100 in use: 300 left fits 1 of the 2 p5.48xlarge nodes" in warning
+
+    full = Endpoint().quota("L-C4BD4855", 192).usage(64.0).scores({"usw2-az1": 8})
+    [report], _, _ = checks(full, "us-west-2")
+    assert report.verdict == BLOCKED
+    assert "with 64 in use: 128 left, below one p5.48xlarge (192 vCPUs)" in report.blocking[0]
+
+
+def test_no_usage_datapoint_means_nothing_runs(aws_env):
+    endpoint = Endpoint().quota("L-C4BD4855", 384).scores({"usw2-az1": 8})  # moto's CloudWatch: no datapoints
+    [report], _, _ = checks(endpoint, "us-west-2")
+    assert report.quotas[0]["in_use"] == 0.0 and report.verdict == READY

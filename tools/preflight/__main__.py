@@ -31,11 +31,17 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
     parser = argparse.ArgumentParser(
         prog="python -m tools.preflight",
         description=DOC.splitlines()[0],
-        epilog="Exit codes: 0 every pool can launch (warnings allowed), 3 some pool is blocked, 2 invalid config.",
+        epilog="Exit codes: 0 every pool checked and able to launch (warnings allowed), 3 some pool is blocked, "
+        "4 nothing blocked but some checks could not run (0 with --allow-unchecked), 2 invalid config.",
     )
     add_stack_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--regions", type=regions_arg, default=[], help="other regions to compare, comma separated")
+    parser.add_argument(
+        "--allow-unchecked",
+        action="store_true",
+        help="exit 0 rather than 4 when nothing is blocked but some checks could not run",
+    )
     args = parser.parse_args(argv)
     try:
         raw = read_stack_file(stack_file(args))
@@ -48,8 +54,8 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
         return EXIT_CONFIG
     render = as_json if args.json else as_text
     stack = str(args.config_file) if args.config_file else stack_name(args)  # what the report is about, as given
-    print(render(stack, cfg.region, region.zones or [], compare, reports))
-    return exit_code(reports)
+    print(render(stack, cfg.region, region.zones or [], compare, reports, args.allow_unchecked))
+    return exit_code(reports, args.allow_unchecked)
 
 
 if __name__ == "__main__":

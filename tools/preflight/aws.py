@@ -138,7 +138,9 @@ class Aws:
                 self._unreachable[service, region] = reason
                 raise Skip(reason) from None
             except BotoCoreError as error:
-                raise Skip(f"{operation}: {type(error).__name__}: {error}") from None
+                raise Skip(f"{operation}: {type(error).__name__}: {_first_line(error)}") from None
+            except Exception as error:
+                raise Skip(f"{operation}: unreadable answer from {service} ({type(error).__name__})") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def pages(self, service: str, region: str, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
@@ -154,6 +156,11 @@ class Aws:
         return items
 
 
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
 def client_error_reason(service: str, operation: str, error: ClientError) -> str:
     details = error.response.get("Error", {})
     code, message = details.get("Code", "?"), details.get("Message", "")
@@ -167,4 +174,7 @@ def client_error_reason(service: str, operation: str, error: ClientError) -> str
         return f"{operation}: not implemented by this endpoint ({code})"
     if code == "OptInRequired":
         return f"{operation}: the region is not enabled for this account (OptInRequired)"
-    return f"{operation} failed: {code}: {message}".rstrip(": ")
+    if isinstance(status, int) and status >= 500:
+        return f"{operation}: {service} answered HTTP {status} ({code})"
+    first = message.strip().splitlines()[0][:200] if message.strip() else ""
+    return f"{operation} failed: {code}: {first}".rstrip(": ")

@@ -136,18 +136,70 @@ def run_checks(aws: Aws, cfg: StackConfig, compare: list[str]) -> tuple[Region, 
     region = Region(cfg.region)
     pools = cfg.effective_gpu_pools
     with aws.check():
-        discover_zones(aws, cfg, region)
+        region_guarded(region, "zones", discover_zones, aws, cfg, region)
     wanted = sorted({t for p in pools for t in [*pool_types(p), *alternatives(pool_types(p))[:MAX_ALTERNATIVES]]})
-    discover_offerings(aws, region, wanted, compare)
+    region_guarded(region, "offerings", discover_offerings, aws, region, wanted, compare)
+    spot_role = spot_role_finding(aws, cfg) if any("spot" in p.capacity_types for p in pools) else None
     reports = []
     for index, pool in enumerate(pools):
         report = PoolReport(pool.name, pool_types(pool), list(pool.capacity_types), pool.gpu_limit)
         report.skipped += region.skipped
-        launchable = check_offerings(cfg, index, pool, region, report)
+        launchable = guarded(report, "offerings", check_offerings, cfg, index, pool, region, report)
+        launchable = report.instance_types if launchable is None and not report.blocking else launchable or []
         if launchable:
             with aws.check():
-                check_quotas(aws, region.name, pool, launchable, report, region.quota_cache)
+                guarded(report, "quota", check_quotas, aws, region.name, pool, launchable, report, region.quota_cache)
             if "spot" in pool.capacity_types:
-                check_spot(aws, cfg, index, pool, region, launchable, compare, report)
+                guarded(report, "Spot market", check_spot, aws, cfg, index, pool, region, launchable, compare, report)
+        if "spot" in pool.capacity_types and spot_role:
+            kind, message = spot_role
+            if message:
+                getattr(report, kind).append(message)
+            if kind != "skipped":
+                report.checked.add("spot service-linked role")
         reports.append(report)
     return region, reports
+
+
+def guarded(report: PoolReport, label: str, check: Any, *args: Any) -> Any:
+    """Run one check; an answer it could not read (a missing key, an odd type) is a reason it could not run, never
+    a traceback. Skip (the AWS call's own reasons) is handled inside the checks."""
+    try:
+        return check(*args)
+    except Skip as skip:
+        report.skipped.append(f"{label}: {skip}")
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        report.skipped.append(f"{label}: unexpected answer from AWS ({type(error).__name__}: {error})")
+    return None
+
+
+def region_guarded(region: Region, label: str, discover: Any, *args: Any) -> None:
+    """A region-wide discovery whose answer could not be read: a reason every pool reports, never a traceback."""
+    try:
+        discover(*args)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        region.skipped.append(f"{label}: unexpected answer from AWS ({type(error).__name__}: {error})")
+
+
+SPOT_ROLE = "AWSServiceRoleForEC2Spot"
+
+
+def spot_role_finding(aws: Aws, cfg: StackConfig) -> tuple[str, str]:
+    """Whether the account has the Spot service-linked role Karpenter's Spot launches need (iam:GetRole; EC2 user
+    guide, "Service-linked role for Spot Instance requests"). Returns which list of a Spot pool's report gets which
+    message ("" when the role is there)."""
+    try:
+        with aws.check():
+            aws.call("iam", cfg.region, "GetRole", RoleName=SPOT_ROLE)
+    except Skip as skip:
+        if "NoSuchEntity" not in str(skip):
+            return "skipped", f"spot service-linked role: {skip}"
+        if cfg.create_spot_service_linked_role:
+            return "notes", f"the account has no {SPOT_ROLE}; this stack creates it (createSpotServiceLinkedRole)"
+        return (
+            "warnings",
+            f"the account has no {SPOT_ROLE}, without which every Spot launch fails: `pulumi config set "
+            "createSpotServiceLinkedRole true` (or `aws iam create-service-linked-role --aws-service-name "
+            "spot.amazonaws.com`)",
+        )
+    return "checked", ""

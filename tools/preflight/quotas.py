@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from infra.catalog.data import load_data
@@ -44,16 +45,67 @@ def quota_for(family: str, purchase: str) -> Quota | str:
     return f"no {LABEL[purchase]} vCPU quota is known for family {family} (infra/data/ec2_vcpu_quotas.json)"
 
 
-def quota_value(aws: Aws, region: str, code: str) -> tuple[float, str]:
-    """The account's applied value (or AWS's default when none is applied) and which one it is."""
+def quota_value(aws: Aws, region: str, code: str) -> tuple[float, str, dict[str, Any] | None]:
+    """The account's applied value (or AWS's default when none is applied), which one it is, and the quota's
+    `UsageMetric` (where CloudWatch counts what runs against it)."""
     try:
         found = aws.call("service-quotas", region, "GetServiceQuota", ServiceCode="ec2", QuotaCode=code)
-        return float(found["Quota"]["Value"]), "applied"
+        kind = "applied"
     except Skip as skip:
         if "NoSuchResource" not in str(skip):
             raise
-    found = aws.call("service-quotas", region, "GetAWSDefaultServiceQuota", ServiceCode="ec2", QuotaCode=code)
-    return float(found["Quota"]["Value"]), "AWS default"
+        found = aws.call("service-quotas", region, "GetAWSDefaultServiceQuota", ServiceCode="ec2", QuotaCode=code)
+        kind = "AWS default"
+    return float(found["Quota"]["Value"]), kind, found["Quota"].get("UsageMetric")
+
+
+USAGE_WINDOW = timedelta(hours=1)  # the usage metric is written every minute while instances run
+
+
+def current_usage(aws: Aws, region: str, metric: dict[str, Any] | None, now: datetime | None = None) -> float:
+    """vCPUs running against a quota now: CloudWatch `AWS/Usage` `ResourceCount` with the dimensions the quota's
+    UsageMetric names (Service Quotas user guide, "Service Quotas and Amazon CloudWatch alarms"), its most recent
+    value in the last hour; no datapoint means nothing runs. Raises Skip when it cannot be read."""
+    if not metric or not metric.get("MetricName"):
+        raise Skip("the quota names no usage metric")
+    now = now or datetime.now(UTC)
+    found = aws.call(
+        "cloudwatch",
+        region,
+        "GetMetricData",
+        MetricDataQueries=[
+            {
+                "Id": "usage",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": metric.get("MetricNamespace", "AWS/Usage"),
+                        "MetricName": metric["MetricName"],
+                        "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(metric["MetricDimensions"].items())],
+                    },
+                    "Period": 60,
+                    "Stat": metric.get("MetricStatisticRecommendation") or "Maximum",
+                },
+                "ReturnData": True,
+            }
+        ],
+        StartTime=now - USAGE_WINDOW,
+        EndTime=now,
+        ScanBy="TimestampDescending",
+    )
+    values = [v for result in found.get("MetricDataResults", []) for v in result.get("Values", [])]
+    return float(values[0]) if values else 0.0
+
+
+def quota_and_usage(aws: Aws, region: str, code: str) -> tuple[float, str, float | Skip] | Skip:
+    """(limit, its kind, vCPUs in use or why that is unknown), or why the quota itself is unknown."""
+    try:
+        limit, kind, metric = quota_value(aws, region, code)
+    except Skip as skip:
+        return skip
+    try:
+        return limit, kind, current_usage(aws, region, metric)
+    except Skip as skip:
+        return limit, kind, skip
 
 
 def increase_command(code: str, value: int, region: str) -> str:
@@ -86,16 +138,17 @@ def check_quotas(aws: Aws, region: str, pool: Any, types: list[str], report: Any
             groups.setdefault(quota, []).append(name)
         for quota, names in groups.items():
             if quota.code not in cache:
-                try:
-                    cache[quota.code] = quota_value(aws, region, quota.code)
-                except Skip as skip:
-                    cache[quota.code] = skip
+                cache[quota.code] = quota_and_usage(aws, region, quota.code)
             found = cache[quota.code]
             if isinstance(found, Skip):
                 report.skipped.append(f"{LABEL[purchase]} quota {quota}: {found}")
                 can_launch = True
                 continue
-            value, kind = found
+            limit, kind, used = found
+            if isinstance(used, Skip):
+                report.skipped.append(f"{LABEL[purchase]} vCPUs in use ({quota.code}): {used}")
+                used = 0.0
+            value = limit - used  # the headroom: what new instances may still use
             report.checked.add("quota")
             smallest = min(names, key=lambda n: CATALOG[n].vcpu)
             need = max(names, key=lambda n: instances_for(pool.gpu_limit, n) * CATALOG[n].vcpu)
@@ -105,7 +158,9 @@ def check_quotas(aws: Aws, region: str, pool: Any, types: list[str], report: Any
                     "purchase": purchase,
                     "code": quota.code,
                     "name": quota.name,
-                    "value": value,
+                    "value": limit,
+                    "in_use": used,
+                    "headroom": value,
                     "source": kind,
                     "types": names,
                     "one_instance_vcpus": CATALOG[smallest].vcpu,
@@ -115,9 +170,10 @@ def check_quotas(aws: Aws, region: str, pool: Any, types: list[str], report: Any
             fits = [n for n in names if CATALOG[n].vcpu <= value]
             if not fits:
                 problems[purchase].append(
-                    f"{LABEL[purchase]} vCPU quota {quota} is {value:g} ({kind}) in {region}, below one "
-                    f"{smallest} ({CATALOG[smallest].vcpu} vCPUs): this pool can never launch {purchase} "
-                    f"{listed(names)}; request an increase: {increase_command(quota.code, need_vcpu, region)}"
+                    f"{LABEL[purchase]} vCPU quota {quota} is {limit:g} ({kind}) in {region} with {used:g} in use: "
+                    f"{value:g} left, below one {smallest} ({CATALOG[smallest].vcpu} vCPUs): this pool cannot "
+                    f"launch {purchase} {listed(names)} now; request an increase: "
+                    f"{increase_command(quota.code, int(need_vcpu + used), region)}"
                 )
                 continue
             can_launch = True
@@ -128,10 +184,12 @@ def check_quotas(aws: Aws, region: str, pool: Any, types: list[str], report: Any
                     f"(one instance needs more vCPUs)"
                 )
             if value < need_vcpu:
+                nodes = int(value // CATALOG[need].vcpu)
                 report.warnings.append(
-                    f"{LABEL[purchase]} vCPU quota {quota.code} is {value:g} ({kind}); reaching gpuLimit "
-                    f"{pool.gpu_limit} GPUs takes up to {need_vcpu} vCPUs ({instances_for(pool.gpu_limit, need)} x "
-                    f"{need}); request an increase: {increase_command(quota.code, need_vcpu, region)}"
+                    f"{LABEL[purchase]} vCPU quota {quota.code} is {limit:g} ({kind}) with {used:g} in use: "
+                    f"{value:g} left fits {nodes} of the {instances_for(pool.gpu_limit, need)} {need} nodes "
+                    f"gpuLimit {pool.gpu_limit} GPUs takes ({need_vcpu} vCPUs); request an increase: "
+                    f"{increase_command(quota.code, int(need_vcpu + used), region)}"
                 )
         launchable[purchase] = can_launch
     for purchase in purchases:

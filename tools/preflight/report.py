@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 READY, WARNINGS, BLOCKED, UNCHECKED = "ready", "ready with warnings", "blocked", "unchecked"
-EXIT_OK, EXIT_CONFIG, EXIT_BLOCKED = 0, 2, 3
+# 0: every pool checked and able to launch; 2: config error; 3: a pool is blocked; 4: nothing blocked, but some checks
+# could not run (no credentials, denied, an endpoint that did not answer): a CI gate must not read that as "ready".
+EXIT_OK, EXIT_CONFIG, EXIT_BLOCKED, EXIT_UNCHECKED = 0, 2, 3, 4
 LISTED = 6  # names shown in one message; the JSON lists them all
 
 
@@ -48,23 +50,61 @@ class PoolReport:
         return {"name": self.name, "verdict": self.verdict, **asdict(self), "checked": sorted(self.checked)}
 
 
-def exit_code(reports: list[PoolReport]) -> int:
-    return EXIT_BLOCKED if any(r.verdict == BLOCKED for r in reports) else EXIT_OK
+def exit_code(reports: list[PoolReport], allow_unchecked: bool = False) -> int:
+    if any(r.verdict == BLOCKED for r in reports):
+        return EXIT_BLOCKED
+    if not allow_unchecked and any(r.skipped or r.verdict == UNCHECKED for r in reports):
+        return EXIT_UNCHECKED
+    return EXIT_OK
 
 
-def as_json(stack: str, region: str, zones: list[str], regions: list[str], reports: list[PoolReport]) -> str:
+def split_skip(message: str) -> tuple[str, str]:
+    """'offerings: no usable AWS credentials ...' -> ('offerings', 'no usable AWS credentials ...')."""
+    label, _, reason = message.partition(": ")
+    return (label, reason) if reason else ("check", label)
+
+
+def reasons(reports: list[PoolReport]) -> dict[str, list[str]]:
+    """Each distinct reason a check could not run -> the checks (pool: check) it stopped, in first-seen order."""
+    found: dict[str, list[str]] = {}
+    for r in reports:
+        for message in r.skipped:
+            label, reason = split_skip(message)
+            checks = found.setdefault(reason, [])
+            if f"{r.name}: {label}" not in checks:
+                checks.append(f"{r.name}: {label}")
+    return found
+
+
+def as_json(
+    stack: str,
+    region: str,
+    zones: list[str],
+    regions: list[str],
+    reports: list[PoolReport],
+    allow_unchecked: bool = False,
+) -> str:
     document = {
         "stack": stack,
         "region": region,
         "zones": zones,
         "regions_compared": regions,
         "pools": [r.as_json() for r in reports],
-        "exit_code": exit_code(reports),
+        "not_checked": [{"reason": reason, "checks": checks} for reason, checks in reasons(reports).items()],
+        "exit_code": exit_code(reports, allow_unchecked),
     }
     return json.dumps(document, indent=2)
 
 
-def as_text(stack: str, region: str, zones: list[str], regions: list[str], reports: list[PoolReport]) -> str:
+def as_text(
+    stack: str,
+    region: str,
+    zones: list[str],
+    regions: list[str],
+    reports: list[PoolReport],
+    allow_unchecked: bool = False,
+) -> str:
+    why = list(reasons(reports))
     where = f"zones {', '.join(zones)}" if zones else "zones unknown"
     compared = f"; compared with {', '.join(regions)}" if regions else ""
     lines = [
@@ -79,10 +119,18 @@ def as_text(stack: str, region: str, zones: list[str], regions: list[str], repor
         )
         lines += [f"  blocking: {m}" for m in r.blocking]
         lines += [f"  warning:  {m}" for m in r.warnings]
-        lines += [f"  skipped:  {m}" for m in r.skipped]
+        numbered = {reason: i for i, reason in enumerate(why, 1)}
+        skipped: dict[int, list[str]] = {}
+        for message in r.skipped:
+            label, reason = split_skip(message)
+            skipped.setdefault(numbered[reason], []).append(label)
+        lines += [f"  not checked: {', '.join(labels)} [{n}]" for n, labels in skipped.items()]
         lines += [f"  note:     {m}" for m in r.notes]
+    if why:
+        lines += ["", "Not checked, and why (each reason once):"]
+        lines += [f"  [{i}] {reason}" for i, reason in enumerate(why, 1)]
     counts = {v: sum(r.verdict == v for r in reports) for v in (READY, WARNINGS, BLOCKED, UNCHECKED)}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     pools = f"{len(reports)} pool" if len(reports) == 1 else f"{len(reports)} pools"
-    lines += ["", f"{pools}: {summary}; exit {exit_code(reports)}"]
+    lines += ["", f"{pools}: {summary}; exit {exit_code(reports, allow_unchecked)}"]
     return "\n".join(lines)
