@@ -69,7 +69,8 @@ def test_loading_succeeds_or_raises_one_config_error_naming_each_key(raw):
     except ConfigError as error:
         message = str(error)
         assert error.problems
-        given_keys = {k.split(":", 1)[1] if k != "aws:region" else k for k in raw}
+        # Project keys are named without their namespace; a typo in a namespace names the key as written.
+        given_keys = {k.split(":", 1)[1] if k != "aws:region" else k for k in raw} | set(raw)
         for problem in error.problems:
             assert problem.key in message
             # Either a key the user wrote, or (for relations between keys) one of the related keys.
