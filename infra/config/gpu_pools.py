@@ -83,26 +83,16 @@ class GpuPool(Section):
     @field_validator("gpu_names")
     @classmethod
     def _gpu_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        check_items(v, allow_empty=True)
-        for i, item in enumerate(v):
-            if item in GPU_NAMES and item not in POOL_GPU_NAMES:
-                why = "only arm64 or fractional types have it; GPU pools need amd64 and whole GPUs"
-                raise item_error(i, item, f"{why}; usable: {', '.join(POOL_GPU_NAMES)}")
-            if item not in POOL_GPU_NAMES:
-                raise item_error(i, item, f"is not a GPU name Karpenter reports; known: {', '.join(POOL_GPU_NAMES)}")
-        return v
+        unusable = "only arm64 or fractional types have it; GPU pools need amd64 and whole GPUs"
+        check = _catalog_check(GPU_NAMES, POOL_GPU_NAMES, unusable, "is not a GPU name Karpenter reports")
+        return check_items(v, check, allow_empty=True)
 
     @field_validator("families")
     @classmethod
     def _families(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        check_items(v, allow_empty=True)
-        for i, item in enumerate(v):
-            if item in GPU_FAMILIES and item not in POOL_GPU_FAMILIES:
-                why = "has only arm64 or fractional-GPU types; GPU pools need amd64 and whole GPUs"
-                raise item_error(i, item, f"{why}; usable: {', '.join(POOL_GPU_FAMILIES)}")
-            if item not in POOL_GPU_FAMILIES:
-                raise item_error(i, item, f"is not an NVIDIA GPU family; known: {', '.join(POOL_GPU_FAMILIES)}")
-        return v
+        unusable = "has only arm64 or fractional-GPU types; GPU pools need amd64 and whole GPUs"
+        check = _catalog_check(GPU_FAMILIES, POOL_GPU_FAMILIES, unusable, "is not an NVIDIA GPU family")
+        return check_items(v, check, allow_empty=True)
 
     @field_validator("gpu_count_min", "gpu_count_max")
     @classmethod
@@ -223,6 +213,20 @@ class GpuPool(Section):
 
 
 _FIELD_OF = {f.alias or name: name for name, f in GpuPool.model_fields.items()}
+
+
+def _catalog_check(every: tuple[str, ...], usable: tuple[str, ...], unusable_why: str, unknown_why: str) -> Any:
+    """A per-item check of a catalog name: one a pool can use passes; one the catalog has but no pool can use, and
+    one it lacks, each say so and list the usable ones (names no pool can use are not offered)."""
+
+    def check(_: int, item: str) -> str | None:
+        if item in usable:
+            return None
+        if item in every:
+            return f"{unusable_why}; usable: {', '.join(usable)}"
+        return f"{unknown_why}; known: {', '.join(usable)}"
+
+    return check
 
 
 def _check_gpu_type(index: int, item: str) -> None:
