@@ -109,3 +109,11 @@ def test_a_closed_pipe_ends_quietly(command, tmp_path):
     process.stdout.close()
     _, stderr = process.communicate(timeout=120)
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()[-500:]
+
+
+def test_readme_counts_the_add_ons_the_program_creates(stack):
+    addons = stack.of_type("aws:eks/addon:Addon")
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if line.startswith("| Cluster |")]
+    assert f"{len(addons)} EKS add-ons" in row
+    assert all(a.inputs["addonName"] in readme for a in addons)
