@@ -3,7 +3,6 @@ control-plane logs, add-on versions; and the rules between them."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from infra.config.convert import (
     Section,
     StringMap,
     Strings,
+    check_choice,
     check_items,
     key,
     network,
@@ -78,18 +78,12 @@ class ClusterKeys(Section):
     @field_validator("kubernetes_version")
     @classmethod
     def _k8s(cls, v: str) -> str:
-        if v not in SUPPORTED_KUBERNETES_VERSIONS:
-            raise ValueError(f"is not supported; allowed: {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}")
-        return v
+        return check_choice(v, SUPPORTED_KUBERNETES_VERSIONS, "is not supported")
 
     @field_validator("kubernetes_support_type")
     @classmethod
     def _support_type(cls, v: str) -> str:
-        if v not in SUPPORT_TYPES:
-            close = difflib.get_close_matches(v.upper(), SUPPORT_TYPES, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"is not an EKS support type; allowed: {', '.join(SUPPORT_TYPES)}{hint}")
-        return v
+        return check_choice(v, SUPPORT_TYPES, "is not an EKS support type", suggest=True)
 
     @field_validator("public_access_cidrs")
     @classmethod
@@ -99,9 +93,7 @@ class ClusterKeys(Section):
     @field_validator("control_plane_log_retention_days")
     @classmethod
     def _retention(cls, v: int) -> int:
-        if v not in LOG_RETENTION_DAYS:
-            raise ValueError(f"is not a CloudWatch retention; allowed: {', '.join(map(str, LOG_RETENTION_DAYS))}")
-        return v
+        return check_choice(v, LOG_RETENTION_DAYS, "is not a CloudWatch retention")
 
     @field_validator("addon_versions")
     @classmethod

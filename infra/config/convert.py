@@ -6,6 +6,7 @@ JSON list or a comma list, maps as JSON objects, numbers and booleans as their t
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -95,6 +96,15 @@ def check_range(value: int | None, low: int, high: int, reason: str) -> int | No
     if value is not None and not low <= value <= high:
         raise ValueError(reason)
     return value
+
+
+def check_choice(value: Any, allowed: Sequence[Any], reason: str, suggest: bool = False) -> Any:
+    """One of a fixed set: else `reason; allowed: ...` (and a did-you-mean for a near miss when `suggest`)."""
+    if value in allowed:
+        return value
+    close = difflib.get_close_matches(str(value).upper(), [str(a) for a in allowed], n=1) if suggest else []
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{reason}; allowed: {', '.join(map(str, allowed))}{hint}")
 
 
 def check_items(
