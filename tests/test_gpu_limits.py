@@ -138,8 +138,10 @@ def test_no_pool_or_overlay_admits_a_gpu_that_is_not_nvidia(karpenter_types, raw
         requirements = gpu_pool_spec(pool, cfg)["template"]["spec"]["requirements"]
         found = admitted(requirements, karpenter_types)
         assert found and {manufacturer(karpenter_types, n) for n in found} == {"nvidia"}
+        with_gpus = {n: labels for n, labels in karpenter_types.items() if GPU_COUNT in labels}
         for _, overlay in node_overlays(pool):
-            overlay_found = admitted(overlay["requirements"][1:], karpenter_types)  # [0]: the pool's own label
+            # [0] is the pool's own label; an overlay adds GPU capacity, so only types with GPUs can matter.
+            overlay_found = admitted(overlay["requirements"][1:], with_gpus)
             assert {manufacturer(karpenter_types, n) for n in overlay_found} <= {"nvidia"}
         if pool.time_slicing_replicas:
             low, high = gpu_count_range(requirements)
