@@ -207,3 +207,23 @@ def test_render_exits_2_naming_the_bad_admin(tmp_path):
     assert result.stdout == "" and "Traceback" not in result.stderr
     assert "clusterAdmins[0]" in result.stderr and "arn:aws:iam::123456789012:role/Admin" in result.stderr
     assert not out.exists()
+
+
+def test_the_access_summary_does_not_depend_on_registration_order():
+    """The engine registers resources in an order that varies from run to run; the summary must not."""
+    from types import SimpleNamespace
+
+    from tools.render import access_lines
+
+    def association(policy: str):
+        return SimpleNamespace(inputs={"policyArn": f"arn:aws:eks::aws:cluster-access-policy/{policy}"})
+
+    entries = [SimpleNamespace(inputs={"type": "STANDARD"})] * 3
+    policies = ["AmazonEKSViewPolicy", "AmazonEKSClusterAdminPolicy", "AmazonEKSClusterAdminPolicy"]
+    for order in (policies, policies[::-1]):
+        by_type = {
+            "aws:eks/accessEntry:AccessEntry": entries,
+            "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": [association(p) for p in order],
+        }
+        run = SimpleNamespace(of_type=lambda t, by_type=by_type: by_type.get(t, []))
+        assert access_lines(run)[0] == "Access: the deployer (cluster admin) and 3 access entries (2 admin, 1 view)"

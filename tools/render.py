@@ -264,7 +264,9 @@ def access_lines(run: Any) -> list[str]:
         for r in run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
     )
     if entries:
-        granted = ", ".join(f"{n} {level}" for level, n in levels.items())
+        # In LEVELS' order, not the order the engine happened to register the associations in.
+        order = [*LEVELS.values(), "other"]
+        granted = ", ".join(f"{levels[level]} {level}" for level in order if levels[level])
         lines = [f"Access: the deployer (cluster admin) and {len(entries)} access entries ({granted})"]
     else:
         lines = ["Access: only the deployer (cluster admin); clusterAdmins and clusterViewers add others (README)"]
