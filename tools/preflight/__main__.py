@@ -11,7 +11,7 @@ from infra.config import REGION, ConfigError, parse_config
 from tools.preflight import __doc__ as DOC
 from tools.preflight.aws import Aws, ClientFactory, session_factory
 from tools.preflight.checks import run_checks
-from tools.preflight.report import EXIT_CONFIG, as_json, as_text, exit_code
+from tools.preflight.report import EXIT_CONFIG, Preflight, as_json, as_text
 from tools.stack_files import StackFileError, add_stack_arguments, read_stack_file, stack_file, stack_name
 
 MAX_COMPARED = 9  # GetSpotPlacementScores takes at most 10 regions, the stack's own included
@@ -54,8 +54,9 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
         return EXIT_CONFIG
     render = as_json if args.json else as_text
     stack = str(args.config_file) if args.config_file else stack_name(args)  # what the report is about, as given
-    print(render(stack, cfg.region, region.zones or [], compare, reports, args.allow_unchecked))
-    return exit_code(reports, args.allow_unchecked)
+    run = Preflight(stack, cfg.region, region.zones or [], compare, reports, args.allow_unchecked)
+    print(render(run))
+    return run.exit_code
 
 
 if __name__ == "__main__":

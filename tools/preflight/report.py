@@ -76,34 +76,37 @@ def reasons(reports: list[PoolReport]) -> dict[str, list[str]]:
     return found
 
 
-def as_json(
-    stack: str,
-    region: str,
-    zones: list[str],
-    regions: list[str],
-    reports: list[PoolReport],
-    allow_unchecked: bool = False,
-) -> str:
+@dataclass(frozen=True)
+class Preflight:
+    """One run's findings, as both outputs show them."""
+
+    stack: str
+    region: str
+    zones: list[str]
+    regions: list[str]
+    reports: list[PoolReport]
+    allow_unchecked: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.reports, self.allow_unchecked)
+
+
+def as_json(run: Preflight) -> str:
     document = {
-        "stack": stack,
-        "region": region,
-        "zones": zones,
-        "regions_compared": regions,
-        "pools": [r.as_json() for r in reports],
-        "not_checked": [{"reason": reason, "checks": checks} for reason, checks in reasons(reports).items()],
-        "exit_code": exit_code(reports, allow_unchecked),
+        "stack": run.stack,
+        "region": run.region,
+        "zones": run.zones,
+        "regions_compared": run.regions,
+        "pools": [r.as_json() for r in run.reports],
+        "not_checked": [{"reason": reason, "checks": checks} for reason, checks in reasons(run.reports).items()],
+        "exit_code": run.exit_code,
     }
     return json.dumps(document, indent=2)
 
 
-def as_text(
-    stack: str,
-    region: str,
-    zones: list[str],
-    regions: list[str],
-    reports: list[PoolReport],
-    allow_unchecked: bool = False,
-) -> str:
+def as_text(run: Preflight) -> str:
+    stack, region, zones, regions, reports = run.stack, run.region, run.zones, run.regions, run.reports
     why = list(reasons(reports))
     where = f"zones {', '.join(zones)}" if zones else "zones unknown"
     compared = f"; compared with {', '.join(regions)}" if regions else ""
@@ -132,5 +135,5 @@ def as_text(
     counts = {v: sum(r.verdict == v for r in reports) for v in (READY, WARNINGS, BLOCKED, UNCHECKED)}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     pools = f"{len(reports)} pool" if len(reports) == 1 else f"{len(reports)} pools"
-    lines += ["", f"{pools}: {summary}; exit {exit_code(reports, allow_unchecked)}"]
+    lines += ["", f"{pools}: {summary}; exit {run.exit_code}"]
     return "\n".join(lines)
