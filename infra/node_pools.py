@@ -262,6 +262,12 @@ def default_pool_spec(cfg: StackConfig) -> dict:
     }
 
 
+def nodepool_plan(cfg: StackConfig) -> dict[str, tuple[dict, str]]:
+    """Every NodePool of the stack -> (its spec, the EC2NodeClass it launches with), each GPU pool built whole."""
+    gpu = {pool.name: (gpu_pool_spec(pool, cfg), node_class_of(pool)) for pool in cfg.effective_gpu_pools}
+    return {DEFAULT_POOL: (default_pool_spec(cfg), DEFAULT_CLASS), **gpu}
+
+
 def stack_offers(cfg: StackConfig) -> list[PoolOffer]:
     """Every NodePool of the stack as the placement model sees it (infra/gpu/placement.py): specs and overlays exactly
     as rendered."""
@@ -314,24 +320,16 @@ class NodePools(pulumi.ComponentResource):
             )
 
         self.node_pools = {
-            DEFAULT_POOL: self._karpenter_object(
-                f"{name}-{DEFAULT_POOL}-pool",
+            pool: self._karpenter_object(
+                f"{name}-{pool}-pool",
                 NODEPOOL_API_VERSION,
                 "NodePool",
-                DEFAULT_POOL,
-                default_pool_spec(cfg),
-                [*controller, self.node_classes[DEFAULT_CLASS]],
+                pool,
+                spec,
+                [*controller, self.node_classes[node_class]],
             )
+            for pool, (spec, node_class) in nodepool_plan(cfg).items()
         }
-        for pool in cfg.effective_gpu_pools:
-            self.node_pools[pool.name] = self._karpenter_object(
-                f"{name}-{pool.name}-pool",
-                NODEPOOL_API_VERSION,
-                "NodePool",
-                pool.name,
-                gpu_pool_spec(pool, cfg),
-                [*controller, self.node_classes[node_class_of(pool)]],
-            )
 
         # Time-sliced pools: what each node offers in GPU slices, for Karpenter's scheduling simulation.
         self.node_overlays = {

@@ -13,15 +13,13 @@ import pytest
 from celpy.evaluation import base_functions
 
 from infra.config import StackConfig
-from infra.gpu.pools import gpu_pool_spec
 from infra.node_pools import (
-    DEFAULT_POOL,
     NODECLASS_API_VERSION,
     NODEPOOL_API_VERSION,
-    default_pool_spec,
     manifest,
     node_class_plan,
     nodeclass_spec,
+    nodepool_plan,
 )
 from tests.karpenter_crds import (
     CRD_FILES,
@@ -83,7 +81,7 @@ def built_objects() -> dict[str, dict]:
         )
         for name, pool in node_class_plan(cfg).items()
     }
-    pools = {DEFAULT_POOL: default_pool_spec(cfg)} | {p.name: gpu_pool_spec(p, cfg) for p in cfg.effective_gpu_pools}
+    pools = {name: spec for name, (spec, _) in nodepool_plan(cfg).items()}
     objects.update(
         {f"NodePool/{name}": manifest(NODEPOOL_API_VERSION, "NodePool", name, spec) for name, spec in pools.items()}
     )

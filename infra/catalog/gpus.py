@@ -59,6 +59,11 @@ POOL_GPU_NAMES: tuple[str, ...] = tuple(sorted({CATALOG[n].gpu_name for n in POO
 POOL_GPU_FAMILIES: tuple[str, ...] = tuple(sorted({CATALOG[n].family for n in POOL_TYPES}))
 
 
+def largest_gpu_count(types: Iterable[str]) -> int:
+    """The most GPUs one of these catalog types has (what a pool's gpuLimit must at least allow)."""
+    return max(CATALOG[name].gpu_count for name in types)
+
+
 def reported_memory_floor_mib(sold_gib: int) -> int:
     """The `instance-gpu-memory` value (MiB) above which a GPU sold with `sold_gib` GiB reports (Gt operand)."""
     return math.floor(sold_gib * 1024 * GPU_MEMORY_REPORTED_FRACTION)

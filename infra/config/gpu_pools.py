@@ -15,6 +15,7 @@ from infra.catalog.gpus import (
     MAX_GPUS_PER_INSTANCE,
     POOL_GPU_FAMILIES,
     POOL_GPU_NAMES,
+    largest_gpu_count,
     matching_types,
 )
 from infra.catalog.selection import ARCH, platform_requirements, selection_requirements
@@ -191,7 +192,7 @@ class GpuPool(Section):
             raise item_error("capacityReservationIds", ids, "needs 'reserved' in capacityTypes")
         if self.time_slicing_replicas and self.mig_profile:
             raise item_error("migProfile", self.mig_profile, "excludes timeSlicingReplicas: choose one way to share")
-        largest = max(CATALOG[name].gpu_count for name in self.matched_types)
+        largest = largest_gpu_count(self.matched_types)
         if self.gpu_limit < largest:
             raise item_error("gpuLimit", self.gpu_limit, _limit_below_largest(largest, self.matched_types))
         models = {t.gpu_name for t in map(CATALOG.get, self.matched_types)}
@@ -338,7 +339,7 @@ def relation_problems(cfg: Any) -> list[ConfigProblem]:
                 f"replaces the single pool of {' and '.join(single_pool_keys)}: set one or the other, not both",
             )
         )
-    largest = max(CATALOG[name].gpu_count for name in cfg.gpu_instance_types)
+    largest = largest_gpu_count(cfg.gpu_instance_types)
     if not cfg.gpu_pools and cfg.gpu_limit < largest:
         why = _limit_below_largest(largest, list(cfg.gpu_instance_types))
         problems.append(ConfigProblem("gpuLimit", cfg.gpu_limit, why))

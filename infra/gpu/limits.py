@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from infra.catalog.gpus import CATALOG, GpuType
+from infra.catalog.gpus import CATALOG, GpuType, largest_gpu_count
 from infra.catalog.selection import gpu_count_bounds
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -63,17 +63,13 @@ def pool_kind(pool: SharedPool) -> str:
     return WHOLE
 
 
-def largest_gpu_count(pool: SharedPool) -> int:
-    return max(CATALOG[name].gpu_count for name in pool.matched_types)
-
-
 def pool_limits(pool: SharedPool) -> dict[str, int]:
     """The NodePool's `spec.limits`: the resource each kind counts the same before and after initialization."""
     kind = pool_kind(pool)
     if kind == TIME_SLICING:
         return {SHARED_GPU_RESOURCE: pool.gpu_limit * pool.time_slicing_replicas}
     if kind == MIG:
-        return {NODES: pool.gpu_limit // largest_gpu_count(pool)}
+        return {NODES: pool.gpu_limit // largest_gpu_count(pool.matched_types)}
     return {GPU_RESOURCE: pool.gpu_limit}
 
 
