@@ -221,19 +221,23 @@ def write_stack_outputs(run: Any, out: Path) -> None:
     (out / "outputs.json").write_text(json.dumps(document, indent=2) + "\n")
 
 
-def write_critical_path(run: Any, out: Path) -> None:
-    """OUT/critical-path.json: the estimated wall time of a first `pulumi up` and its chain (tools/critical_path.py);
-    registrations in URN order, so that a tie between chains is broken the same way every run."""
+def stack_critical_path(run: Any) -> Any:
+    """The estimated chain of a first `pulumi up` (tools/critical_path.py), over the registrations in URN order so that
+    a tie between chains is broken the same way every run."""
     from tools.critical_path import critical_path
 
-    document = critical_path(sorted(run.registrations, key=lambda r: r.urn)).as_json()
-    (out / "critical-path.json").write_text(json.dumps(document, indent=2) + "\n")
+    return critical_path(sorted(run.registrations, key=lambda r: r.urn))
+
+
+def write_critical_path(run: Any, out: Path) -> None:
+    """OUT/critical-path.json: the estimated wall time of a first `pulumi up` and its chain."""
+    (out / "critical-path.json").write_text(json.dumps(stack_critical_path(run).as_json(), indent=2) + "\n")
 
 
 def critical_path_lines(run: Any) -> list[str]:
-    from tools.critical_path import critical_path, summary_lines
+    from tools.critical_path import summary_lines
 
-    return summary_lines(critical_path(sorted(run.registrations, key=lambda r: r.urn)))
+    return summary_lines(stack_critical_path(run))
 
 
 def zone_lines(cfg: Any) -> list[str]:
