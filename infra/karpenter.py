@@ -69,6 +69,8 @@ class Karpenter(pulumi.ComponentResource):
     node_role: aws.iam.Role
     controller_role: aws.iam.Role
     queue: aws.sqs.Queue
+    interruption_rules: dict[str, aws.cloudwatch.EventRule]
+    """INTERRUPTION_EVENTS key -> its EventBridge rule (the dashboard counts what each one matched)."""
     crd_release: k8s.helm.v3.Release
     release: k8s.helm.v3.Release
 
@@ -156,6 +158,7 @@ class Karpenter(pulumi.ComponentResource):
 
     def _interruption_queue(self, name: str, cluster_name: pulumi.Input[str]) -> aws.sqs.Queue:
         child = pulumi.ResourceOptions(parent=self)
+        self.interruption_rules = {}
         queue = aws.sqs.Queue(
             f"{name}-interruption",
             name=cluster_name,
@@ -178,6 +181,7 @@ class Karpenter(pulumi.ComponentResource):
                 event_pattern=json.dumps({"source": [source], "detail-type": [detail_type]}),
                 opts=child,
             )
+            self.interruption_rules[event] = rule
             aws.cloudwatch.EventTarget(
                 f"{name}-{event}",
                 rule=rule.name,

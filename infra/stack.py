@@ -18,6 +18,7 @@ from infra.karpenter import Karpenter, KarpenterArgs
 from infra.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from infra.network import Network, NetworkArgs
 from infra.node_pools import NodePools, NodePoolsArgs
+from infra.observability import Observability, ObservabilityArgs
 from infra.zones import discover_zones
 
 
@@ -75,6 +76,15 @@ def build_stack(cfg: StackConfig, today: date | None = None) -> dict[str, Any]:
         if cfg.image_cache
         else None
     )
+    # CloudWatch add-on, dashboard and queue alarm (observability); off: none of it is registered.
+    observability = (
+        Observability(
+            "observability",
+            ObservabilityArgs(cluster=cluster, karpenter=karpenter, config=cfg, cluster_name=cluster_name),
+        )
+        if cfg.observability
+        else None
+    )
 
     return {
         "cluster_name": cluster.name,
@@ -89,6 +99,7 @@ def build_stack(cfg: StackConfig, today: date | None = None) -> dict[str, Any]:
         "private_subnet_ids": network.private_subnet_ids,
         "karpenter_interruption_queue": karpenter.queue.name,
         "image_cache": image_cache.registries if image_cache else {},
+        "dashboard_url": observability.dashboard_url if observability else None,
     }
 
 

@@ -104,7 +104,8 @@ def test_node_group_waits_for_the_nat_route_and_node_addons(stack):
 
 
 def test_five_addons_with_coredns_and_node_monitoring_after_the_node_group(stack):
-    addons = {r.inputs["addonName"]: r for r in stack.of_type(ADDON)}
+    # The sixth, amazon-cloudwatch-observability, belongs to observability (tests/test_observability.py).
+    addons = {r.inputs["addonName"]: r for r in stack.of_type(ADDON) if r.name.startswith("cluster-")}
     assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent", "eks-node-monitoring-agent"}
     assert addons["eks-node-monitoring-agent"].inputs["addonVersion"] == "v1.7.0-eksbuild.1"
     # Pinned per Kubernetes version (infra/data/eks_addons.json), never resolved at deploy time.

@@ -115,5 +115,7 @@ def test_readme_counts_the_add_ons_the_program_creates(stack):
     addons = stack.of_type("aws:eks/addon:Addon")
     readme = (PROJECT_ROOT / "README.md").read_text()
     [row] = [line for line in readme.splitlines() if line.startswith("| Cluster |")]
-    assert f"{len(addons)} EKS add-ons" in row
+    assert f"{len([a for a in addons if a.name.startswith('cluster-')])} EKS add-ons" in row
+    [row] = [line for line in readme.splitlines() if line.startswith("| Observability |")]
+    assert all(a.inputs["addonName"] in row for a in addons if a.name.startswith("observability-"))
     assert all(a.inputs["addonName"] in readme for a in addons)

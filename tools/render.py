@@ -37,6 +37,7 @@ from tools.stack_files import (
 
 ROOT = Path(__file__).resolve().parent.parent
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 UNKNOWN = "[unknown]"  # an output value the offline engine cannot know
 
 
@@ -61,6 +62,7 @@ def write_outputs(run: Any, out: Path) -> None:
     (out / "resources.json").write_text(json.dumps(resource_documents(run), indent=2) + "\n")
     write_critical_path(run, out)
     write_stack_outputs(run, out)
+    write_dashboard(run, out)
     for release in run.of_type(HELM_RELEASE):
         inputs = release.inputs
         repository, chart = _split_chart(inputs.get("chart", ""), (inputs.get("repositoryOpts") or {}).get("repo"))
@@ -77,6 +79,33 @@ def write_outputs(run: Any, out: Path) -> None:
     for obj in kubernetes_objects(run):
         kind, name = obj["kind"].lower(), obj["metadata"]["name"]
         _write_yaml(out / "kubernetes" / f"{kind}-{name}.yaml", canonical(obj))
+
+
+def write_dashboard(run: Any, out: Path) -> None:
+    """OUT/dashboard.json: the CloudWatch dashboard body the stack would send (infra/cloudwatch/dashboard.py), for
+    review; absent when observability is off."""
+    for dashboard in run.of_type(DASHBOARD):
+        body = json.loads(dashboard.inputs["dashboardBody"])
+        (out / "dashboard.json").write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+
+
+def observability_line(cfg: Any) -> str:
+    """Whether the CloudWatch add-on, dashboard and alarm are on, and what it costs (README, Observability)."""
+    if not cfg.observability:
+        return "Observability: off (observability false): no CloudWatch add-on, dashboard or alarm"
+    from infra.catalog.data import load_data
+
+    prices = load_data("observability")["prices"]
+    logs = (
+        f"container logs shipped (${prices['logs_ingestion_per_gb_usd']:.2f}/GB)"
+        if cfg.observability_container_logs
+        else "no container logs"
+    )
+    return (
+        "Observability: on: CloudWatch add-on (Container Insights, DCGM exporter off: one DCGM per GPU node), "
+        f"{logs}; dashboard (${prices['dashboard_per_month_usd']:.2f}/month) in OUT/dashboard.json; "
+        f"1 alarm (${prices['alarm_per_month_usd']:.2f}/month); see README, Observability"
+    )
 
 
 def canonical(value: Any) -> Any:
@@ -316,8 +345,10 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
     write_outputs(run, out)
     print(summary(run, stack, cfg.region, zone_lines(cfg)))
     print(version_line)
+    print(observability_line(cfg))
     print("\n".join(gpu_pool_lines(cfg, stack_arguments(args))))
-    print(f"Wrote {out}/resources.json, {out}/critical-path.json, {out}/outputs.json, {out}/kubernetes/, {out}/helm/")
+    files = ["resources.json", "critical-path.json", "outputs.json", *(["dashboard.json"] * cfg.observability)]
+    print(f"Wrote {', '.join(f'{out}/{f}' for f in [*files, 'kubernetes/', 'helm/'])}")
     print(
         f"Next: check capacity with `uv run python -m tools.preflight {stack_arguments(args)}`, then deploy with "
         f"`pulumi up --stack {stack}` (README, Deploy)"

@@ -20,12 +20,14 @@ from infra.config.lb_controller import LbControllerKeys
 from infra.config.namespaces import did_you_mean, namespace_problems
 from infra.config.network import NetworkKeys
 from infra.config.node_pools import NodePoolKeys
+from infra.config.observability import ObservabilityKeys
 from infra.config.system_nodes import SystemNodeKeys
 
 
 # Pydantic takes the fields of the bases last to first: the cluster's keys (region first: the access keys check ARNs
 # against its partition) come first.
 class StackConfig(
+    ObservabilityKeys,
     LbControllerKeys,
     ImageCacheKeys,
     NodePoolKeys,

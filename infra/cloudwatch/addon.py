@@ -1,0 +1,49 @@
+"""Configuration of the `amazon-cloudwatch-observability` EKS add-on: Container Insights with enhanced observability,
+and nothing that would run a second DCGM host engine on a GPU node.
+
+One DCGM per GPU node. The node monitoring agent (infra/node_health.py) runs its own host engine, `dcgm-server`,
+on every GPU node, and at the pinned v1.7.0 it cannot be switched off or pointed elsewhere
+(aws/eks-node-monitoring-agent v1.7.0 charts/eks-node-monitoring-agent/templates/dcgm-daemonset.yaml renders
+unconditionally; the opt-in `dcgmAgent.enabled` / `nodeAgent.dcgmAddress` of commit b09e3b8 is in no release). The
+add-on's DCGM exporter starts an embedded host engine of its own (NVIDIA dcgm-exporter docs: "By default, the
+exporter initializes an embedded DCGM host engine inside its own process"), and the add-on offers no value to
+connect it to another: its DcgmExporter template sets only DCGM_EXPORTER_KUBERNETES, _LISTEN, _INTERVAL and
+NODE_NAME (aws-observability/helm-charts charts/amazon-cloudwatch-observability/templates/linux/
+dcgm-exporter-daemonset.yaml), and `dcgmExporter.arguments` is read by no template. Two engines on one node is the
+failure of aws/containers-roadmap#2763 (the agent reports AcceleratedHardwareReady=False, Karpenter repairs the
+node away). So the supported choice at these versions is `dcgmExporter.enabled: false` (values.yaml, flag added in
+add-on v4.3.0): node repair keeps its engine; the DCGM-based `node_gpu_utilization` family is not collected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.catalog.data import load_data
+from infra.config import StackConfig
+
+OBSERVABILITY = load_data("observability")
+ADDON: dict[str, str] = OBSERVABILITY["addon"]
+ADDON_NAME = ADDON["name"]
+
+
+def observability_configuration(cfg: StackConfig) -> dict[str, Any]:
+    """The add-on's `configuration_values` (chart values; keys of the add-on's configuration schema).
+
+    Left at the chart's defaults on purpose: `tolerations` (`[{operator: Exists}]`, values.yaml "Provide default
+    tolerations"), so the agent reaches every tainted GPU node, and `containerInsights.enabled` with the default agent
+    configuration (enhanced observability, accelerated_compute_metrics on), which produces the node_gpu_* allocation
+    metrics the dashboard reads.
+    """
+    return {
+        # One DCGM per GPU node: the node monitoring agent's dcgm-server is the one (module docstring).
+        "dcgmExporter": {"enabled": False},
+        # GPU pools are NVIDIA only (infra/catalog/selection.py); there is no Neuron device to monitor.
+        "neuronMonitor": {"enabled": False},
+        # Application Signals is APM for instrumented services, billed per signal; with autoMonitor it would inject
+        # language agents into (and restart) workloads. Off: a platform default must not change the user's pods.
+        "applicationSignals": {"enabled": False},
+        "manager": {"applicationSignals": {"autoMonitor": {"monitorAllServices": False}}},
+        # Fluent Bit ships every container's stdout to CloudWatch Logs at $0.50/GB: opt-in.
+        "containerLogs": {"enabled": cfg.observability_container_logs},
+    }
