@@ -3,257 +3,32 @@ pool (`gpuInstanceTypes`, `gpuCapacityTypes`, `gpuLimit`), how long idle GPU nod
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, field_validator
 
-from infra.catalog.gpus import (
-    CATALOG,
-    GPU_FAMILIES,
-    GPU_NAMES,
-    MAX_GPUS_PER_INSTANCE,
-    POOL_GPU_FAMILIES,
-    POOL_GPU_NAMES,
-    largest_gpu_count,
-    matching_types,
-)
-from infra.catalog.selection import ARCH, platform_requirements, selection_requirements
+from infra.catalog.gpus import largest_gpu_count
 from infra.config.convert import (
-    DNS_LABEL,
     Int,
     Section,
-    StringMap,
     Strings,
     as_list,
     check_items,
     check_range,
     key,
-    seconds,
 )
 from infra.config.errors import ConfigProblem, item_error
+from infra.config.gpu_pool import (
+    _FIELD_OF,
+    LEGACY_GPU_POOL,
+    GpuPool,
+    _check_consolidate_after,
+    _check_gpu_type,
+    _limit_below_largest,
+)
 from infra.config.system_nodes import instance_type_problem
 
-_DURATION = re.compile(r"^(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?$")
-_RESERVATION_ID = re.compile(r"^cr-[0-9a-z]+$")
-# Bottlerocket settings.kubelet-device-plugins.nvidia.mig.profile: "<gpu model>.<memory>gb" -> a partition count
-# (1, 2, 3, 4, 7) or a MIG profile like 1g.10gb (bottlerocket settings docs, 1.34.x kubelet-device-plugins).
-_MIG_GPU = re.compile(r"^([a-z])(\d+)\.(\d+)gb$")
-_MIG_PROFILE = re.compile(r"^(?:[12347]|[0-9]g\.\d+gb)$")
-CAPACITY_TYPES = ("spot", "on-demand", "reserved")
-LEGACY_GPU_POOL = "gpu-spot"  # the seed's single GPU pool, kept when gpuPools is not set
-
-
-class GpuPool(Section):
-    """One item of `gpuPools`: a Karpenter NodePool for GPU work. Keys are camelCase, as in the stack file."""
-
-    name: str
-    # Selection: a type list, or any combination of GPU attributes.
-    instance_types: Strings = ()
-    gpu_names: Strings = ()
-    gpu_count_min: Int | None = None
-    gpu_count_max: Int | None = None
-    gpu_memory_min_gib: Int | None = Field(None, alias="gpuMemoryMinGiB")
-    families: Strings = ()
-    # Capacity.
-    capacity_types: Strings = ("spot",)
-    capacity_reservation_ids: Strings = ()
-    capacity_reservation_tags: StringMap = Field(default_factory=dict)
-    gpu_limit: Int = 16
-    weight: Int | None = None
-    consolidate_after: str | None = None
-    # GPU sharing (Bottlerocket's NVIDIA device plugin).
-    time_slicing_replicas: Int | None = None
-    mig_profile: StringMap = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not DNS_LABEL.match(v) or v == "default":
-            raise ValueError("must be a DNS label (lowercase letters, digits, '-'; at most 63) and not 'default'")
-        return v
-
-    @field_validator("instance_types")
-    @classmethod
-    def _types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        check_items(v, allow_empty=True)
-        for i, item in enumerate(v):
-            _check_gpu_type(i, item)
-        return v
-
-    @field_validator("gpu_names")
-    @classmethod
-    def _gpu_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unusable = "only arm64 or fractional types have it; GPU pools need amd64 and whole GPUs"
-        check = _catalog_check(GPU_NAMES, POOL_GPU_NAMES, unusable, "is not a GPU name Karpenter reports")
-        return check_items(v, check, allow_empty=True)
-
-    @field_validator("families")
-    @classmethod
-    def _families(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unusable = "has only arm64 or fractional-GPU types; GPU pools need amd64 and whole GPUs"
-        check = _catalog_check(GPU_FAMILIES, POOL_GPU_FAMILIES, unusable, "is not an NVIDIA GPU family")
-        return check_items(v, check, allow_empty=True)
-
-    @field_validator("gpu_count_min", "gpu_count_max")
-    @classmethod
-    def _count(cls, v: int | None) -> int | None:
-        return check_range(
-            v, 1, MAX_GPUS_PER_INSTANCE, f"must be between 1 and {MAX_GPUS_PER_INSTANCE} GPUs per instance"
-        )
-
-    @field_validator("gpu_memory_min_gib")
-    @classmethod
-    def _memory(cls, v: int | None) -> int | None:
-        return check_range(v, 1, 1024, "must be the GiB per GPU as the GPU is sold, like 24 (L4, A10G) or 80 (H100)")
-
-    @field_validator("capacity_types")
-    @classmethod
-    def _capacity(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        check_items(v)
-        for i, item in enumerate(v):
-            if item not in CAPACITY_TYPES:
-                raise item_error(i, item, f"is not a capacity type; allowed: {', '.join(CAPACITY_TYPES)}")
-        return v
-
-    @field_validator("capacity_reservation_ids")
-    @classmethod
-    def _reservations(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        check_items(v, allow_empty=True)
-        for i, item in enumerate(v):
-            if not _RESERVATION_ID.match(item):
-                raise item_error(i, item, "is not a capacity reservation id (cr- and lowercase letters or digits)")
-        return v
-
-    @field_validator("gpu_limit")
-    @classmethod
-    def _limit(cls, v: int) -> int:
-        return check_range(v, 1, 100_000, "must be a positive number of GPUs")
-
-    @field_validator("weight")
-    @classmethod
-    def _weight(cls, v: int | None) -> int | None:
-        return check_range(v, 1, 100, "must be between 1 and 100 (Karpenter's NodePool weight)")
-
-    @field_validator("consolidate_after")
-    @classmethod
-    def _consolidate(cls, v: str | None) -> str | None:
-        return v if v is None else _check_consolidate_after(v)
-
-    @field_validator("time_slicing_replicas")
-    @classmethod
-    def _replicas(cls, v: int | None) -> int | None:
-        return check_range(v, 2, 64, "must be between 2 and 64 (Bottlerocket time-slicing replicas per GPU)")
-
-    @field_validator("mig_profile")
-    @classmethod
-    def _mig(cls, v: dict[str, str]) -> dict[str, str]:
-        for gpu, profile in v.items():
-            if not _MIG_GPU.match(gpu):
-                raise item_error(gpu, profile, 'is not a "<gpu model>.<memory>gb" key like "h100.80gb"')
-            if not isinstance(profile, str) or not _MIG_PROFILE.match(profile):
-                raise item_error(gpu, profile, 'is not a partition count (1, 2, 3, 4, 7) or a profile like "1g.10gb"')
-        return v
-
-    @model_validator(mode="after")
-    def _whole_pool(self) -> GpuPool:
-        selection = {"gpuNames": self.gpu_names, "families": self.families}
-        attributes = [k for k, v in selection.items() if v] + [
-            k
-            for k, v in (
-                ("gpuCountMin", self.gpu_count_min),
-                ("gpuCountMax", self.gpu_count_max),
-                ("gpuMemoryMinGiB", self.gpu_memory_min_gib),
-            )
-            if v is not None
-        ]
-        if self.instance_types and attributes:
-            excluded = f"excludes {', '.join(attributes)}: choose one"
-            raise item_error("instanceTypes", list(self.instance_types), excluded)
-        if not self.instance_types and not attributes:
-            raise item_error("instanceTypes", [], "a pool needs instanceTypes or GPU attributes (gpuNames, ...)")
-        if self.gpu_count_min and self.gpu_count_max and self.gpu_count_min > self.gpu_count_max:
-            raise item_error("gpuCountMax", self.gpu_count_max, f"is below gpuCountMin ({self.gpu_count_min})")
-        if not self.instance_types and not self.matched_types:
-            raise item_error(
-                attributes[0], getattr(self, _FIELD_OF[attributes[0]]), "together these select no NVIDIA type"
-            )
-        reserved = "reserved" in self.capacity_types
-        has_reservations = bool(self.capacity_reservation_ids or self.capacity_reservation_tags)
-        if reserved and not has_reservations:
-            raise item_error(
-                "capacityTypes",
-                list(self.capacity_types),
-                "'reserved' needs capacityReservationIds or capacityReservationTags (Karpenter uses no open "
-                "reservation otherwise)",
-            )
-        if has_reservations and not reserved:
-            ids = list(self.capacity_reservation_ids)
-            raise item_error("capacityReservationIds", ids, "needs 'reserved' in capacityTypes")
-        if self.time_slicing_replicas and self.mig_profile:
-            raise item_error("migProfile", self.mig_profile, "excludes timeSlicingReplicas: choose one way to share")
-        largest = largest_gpu_count(self.matched_types)
-        if self.gpu_limit < largest:
-            raise item_error("gpuLimit", self.gpu_limit, _limit_below_largest(largest, self.matched_types))
-        models = {t.gpu_name for t in map(CATALOG.get, self.matched_types)}
-        for gpu, profile in self.mig_profile.items():
-            if _MIG_GPU.match(gpu) and f"{gpu[0]}{_MIG_GPU.match(gpu)[2]}" not in models:
-                gpus = ", ".join(sorted(models))
-                raise item_error(f"migProfile.{gpu}", profile, f"this pool has no such GPU; its GPUs: {gpus}")
-        return self
-
-    @property
-    def requirements(self) -> list[dict[str, Any]]:
-        """The pool's requirements on instance-type labels (selection, arch, OS)."""
-        return [*selection_requirements(self), *platform_requirements()]
-
-    @property
-    def matched_types(self) -> list[str]:
-        """The catalog's types these requirements match today."""
-        return matching_types(self.requirements)
-
-
-_FIELD_OF = {f.alias or name: name for name, f in GpuPool.model_fields.items()}
-
-
-def _catalog_check(every: tuple[str, ...], usable: tuple[str, ...], unusable_why: str, unknown_why: str) -> Any:
-    """A per-item check of a catalog name: one a pool can use passes; one the catalog has but no pool can use, and
-    one it lacks, each say so and list the usable ones (names no pool can use are not offered)."""
-
-    def check(_: int, item: str) -> str | None:
-        if item in usable:
-            return None
-        if item in every:
-            return f"{unusable_why}; usable: {', '.join(usable)}"
-        return f"{unknown_why}; known: {', '.join(usable)}"
-
-    return check
-
-
-def _check_gpu_type(index: int, item: str) -> None:
-    gpu_type = CATALOG.get(item)
-    if gpu_type is None:
-        families = ", ".join(POOL_GPU_FAMILIES)
-        raise item_error(
-            index, item, f"is not an NVIDIA GPU instance type (infra/data/gpu_catalog.json); families: {families}"
-        )
-    if gpu_type.arch != ARCH or gpu_type.gpu_count < 1:
-        shape = f"is {gpu_type.arch} with {gpu_type.gpu_count} whole GPUs"
-        raise item_error(index, item, f"{shape}; GPU pools need amd64 and at least one whole GPU")
-
-
-def _limit_below_largest(largest: int, types: list[str]) -> str:
-    biggest = [name for name in types if CATALOG[name].gpu_count == largest]
-    return (
-        f"is below the {largest} GPUs of the pool's largest type ({', '.join(biggest[:3])}): Karpenter would never "
-        f"launch it; set at least {largest}, or narrow the pool (gpuCountMax, instanceTypes)"
-    )
-
-
-def _check_consolidate_after(v: str) -> str:
-    if not v or not _DURATION.match(v) or seconds(v) < 300:
-        raise ValueError("must be a Go duration of at least 5m (longer than a cold GPU image pull), like 15m")
-    return v
+__all__ = ["LEGACY_GPU_POOL", "_FIELD_OF", "GpuPool", "GpuPoolKeys", "relation_problems"]
 
 
 class GpuPoolKeys(Section):
