@@ -13,6 +13,7 @@ from infra.catalog.kubernetes_versions import STANDARD, VERSIONS, status_line
 from infra.cluster import Cluster, ClusterArgs
 from infra.config import StackConfig
 from infra.destroy_hook import cleanup_hook
+from infra.efa import EfaDevicePlugin, EfaDevicePluginArgs, efa_pools
 from infra.image_cache import ImageCache, ImageCacheArgs
 from infra.karpenter import Karpenter, KarpenterArgs
 from infra.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
@@ -58,6 +59,8 @@ def build_stack(cfg: StackConfig, today: date | None = None) -> dict[str, Any]:
         "karpenter", KarpenterArgs(cluster=cluster, config=cfg, teardown=teardown, cluster_name=cluster_name)
     )
     NodePools("node-pools", NodePoolsArgs(cluster=cluster, karpenter=karpenter, config=cfg, teardown=teardown))
+    if efa_pools(cfg):  # gpuPools[i].efa: the device plugin that makes EFA nodes advertise vpc.amazonaws.com/efa
+        EfaDevicePlugin("efa", EfaDevicePluginArgs(cluster=cluster, config=cfg))
     LoadBalancerController(
         "lb-controller",
         LoadBalancerControllerArgs(cluster=cluster, network=network, config=cfg, teardown=teardown),

@@ -163,6 +163,7 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
     """Which pod lands where: per pool, in the order Karpenter tries them (infra/gpu/placement.py), the resource its
     pods request, the taints they must tolerate, weight, capacity types, and the whole GPUs its limits allow before
     and after nodes initialize (infra/gpu/limits.py)."""
+    from infra.catalog.gpus import EFA_RESOURCE
     from infra.gpu.limits import pool_bound
     from infra.gpu.placement import in_karpenters_order
     from infra.gpu.pools import pool_taints, requested_resource
@@ -180,8 +181,9 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
         bound = pool_bound(pool)
         taints = ", ".join(f"{t['key']}={t['value']}:{t['effect']}" for t in pool_taints(pool))
         gpus = f"{_gpus(bound.before_initialization)} / {_gpus(bound.after_initialization)} ({bound.enforced_by})"
-        rows.append((offer.name, bound.kind, requested_resource(pool), taints, str(offer.weight),
-                     ", ".join(pool.capacity_types), gpus))  # fmt: skip
+        requests = requested_resource(pool) + (f", {EFA_RESOURCE}" if pool.efa else "")
+        capacity = ", ".join(pool.capacity_types) + (f" in {pool.zone}" if pool.zone else "")
+        rows.append((offer.name, bound.kind, requests, taints, str(offer.weight), capacity, gpus))
     return rows
 
 
@@ -192,7 +194,24 @@ def pool_table_lines(cfg: Any) -> list[str]:
         "Which pod lands where (pools in the order Karpenter tries them; a pod needs the request and every toleration):"
     ]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return lines
+    return lines + efa_lines(cfg)
+
+
+def efa_lines(cfg: Any) -> list[str]:
+    """Where a pod asking for EFA would be stranded (infra/gpu/placement.py efa_pods_stranded_on)."""
+    from infra.gpu.placement import efa_pods_stranded_on
+    from infra.node_pools import stack_offers
+
+    if not any(pool.efa for pool in cfg.effective_gpu_pools):
+        return []
+    stranded = efa_pods_stranded_on(stack_offers(cfg))
+    if not stranded:
+        return ["  EFA pods: the EFA pools come first for any pod requesting vpc.amazonaws.com/efa"]
+    return [
+        f"  warning: a pod requesting vpc.amazonaws.com/efa that does not select an EFA pool (nodeSelector "
+        f'eks-gpu-spot/efa: "true") lands on {", ".join(stranded)} first, where no EFA device plugin runs: it never '
+        "starts (README, Training pools)"
+    ]
 
 
 def summary(run: Any, stack: str, region: str, zones: Sequence[str] = ()) -> str:

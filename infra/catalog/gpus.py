@@ -15,6 +15,11 @@ _AWS = load_data("aws_catalog")
 GPU_MEMORY_REPORTED_FRACTION: float = _AWS["gpu_memory_reported_fraction"]
 MAX_GPUS_PER_INSTANCE: int = _AWS["max_gpus_per_instance"]
 LABEL = "karpenter.k8s.aws/instance-"  # the prefix of Karpenter's instance-type labels (the one definition)
+# The extended resource of EFA interfaces: the EFA device plugin advertises it; Karpenter knows each type's count
+# (karpenter-provider-aws v1.14 pkg/apis/v1/labels.go `ResourceEFA`) and, for a NodeClaim whose pods request it,
+# launches with that many EFA interfaces (pkg/providers/instance/instance.go getEFACountForInstance,
+# pkg/providers/launchtemplate/launchtemplate.go `lo.Times(options.EFACount, ...)`).
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class GpuType:
     memory_mib: int
     local_nvme_gib: int
     arch: str
+    efa: int = 0
 
     @property
     def labels(self) -> dict[str, str]:

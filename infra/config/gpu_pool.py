@@ -15,12 +15,24 @@ from infra.catalog.gpus import (
     MAX_GPUS_PER_INSTANCE,
     POOL_GPU_FAMILIES,
     POOL_GPU_NAMES,
+    POOL_TYPES,
     largest_gpu_count,
     matching_types,
 )
 from infra.catalog.selection import ARCH, platform_requirements, selection_requirements
-from infra.config.convert import DNS_LABEL, Int, Section, StringMap, Strings, check_items, check_range, seconds
+from infra.config.convert import (
+    DNS_LABEL,
+    Bool,
+    Int,
+    Section,
+    StringMap,
+    Strings,
+    check_items,
+    check_range,
+    seconds,
+)
 from infra.config.errors import item_error
+from infra.config.network import ZONE_ID
 
 _DURATION = re.compile(r"^(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?$")
 _RESERVATION_ID = re.compile(r"^cr-[0-9a-z]+$")
@@ -53,6 +65,9 @@ class GpuPool(Section):
     # GPU sharing (Bottlerocket's NVIDIA device plugin).
     time_slicing_replicas: Int | None = None
     mig_profile: StringMap = Field(default_factory=dict)
+    # Multi-node training (README, Training pools): EFA between nodes, all in one zone.
+    efa: Bool = False
+    zone: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -143,6 +158,13 @@ class GpuPool(Section):
                 raise item_error(gpu, profile, 'is not a partition count (1, 2, 3, 4, 7) or a profile like "1g.10gb"')
         return v
 
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None and not ZONE_ID.match(v):
+            raise ValueError("is not a zone ID (like usw2-az1; zone names like us-west-2a differ per account)")
+        return v
+
     @model_validator(mode="after")
     def _whole_pool(self) -> GpuPool:
         selection = {"gpuNames": self.gpu_names, "families": self.families}
@@ -180,6 +202,7 @@ class GpuPool(Section):
             raise item_error("capacityReservationIds", ids, "needs 'reserved' in capacityTypes")
         if self.time_slicing_replicas and self.mig_profile:
             raise item_error("migProfile", self.mig_profile, "excludes timeSlicingReplicas: choose one way to share")
+        self._check_efa()
         largest = largest_gpu_count(self.matched_types)
         if self.gpu_limit < largest:
             raise item_error("gpuLimit", self.gpu_limit, _limit_below_largest(largest, self.matched_types))
@@ -189,6 +212,26 @@ class GpuPool(Section):
                 gpus = ", ".join(sorted(models))
                 raise item_error(f"migProfile.{gpu}", profile, f"this pool has no such GPU; its GPUs: {gpus}")
         return self
+
+    def _check_efa(self) -> None:
+        if not self.efa:
+            return
+        if self.zone is None:
+            raise item_error(
+                "zone", None, "is required with efa: EFA and NCCL need every node in one zone, like usw2-az1"
+            )
+        if self.time_slicing_replicas or self.mig_profile:
+            sharing = "timeSlicingReplicas" if self.time_slicing_replicas else "migProfile"
+            raise item_error("efa", True, f"excludes {sharing}: a training pool gives each pod whole GPUs")
+        without = [name for name in self.matched_types if not CATALOG[name].efa]
+        if without:
+            with_efa = sorted(n for n in POOL_TYPES if CATALOG[n].efa and CATALOG[n].gpu_count >= 8)
+            raise item_error(
+                "efa",
+                True,
+                f"needs types with EFA (Karpenter's vpc.amazonaws.com/efa); without: {', '.join(without[:6])}; "
+                f"multi-GPU types with EFA: {', '.join(with_efa)}",
+            )
 
     @property
     def requirements(self) -> list[dict[str, Any]]:

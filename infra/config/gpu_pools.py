@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, field_validator
 
+from infra.catalog.data import load_data
 from infra.catalog.gpus import largest_gpu_count
 from infra.config.convert import (
     Int,
@@ -26,7 +27,11 @@ from infra.config.gpu_pool import (
     _check_gpu_type,
     _limit_below_largest,
 )
+from infra.config.namespaces import did_you_mean
 from infra.config.system_nodes import instance_type_problem
+
+# Zone IDs per region (AWS's Availability Zones table, tools/generate_zone_ids.py): a pool's zone must be the stack's.
+REGION_ZONE_IDS: dict[str, list[str]] = load_data("zone_ids")["regions"]
 
 __all__ = ["LEGACY_GPU_POOL", "_FIELD_OF", "GpuPool", "GpuPoolKeys", "relation_problems"]
 
@@ -118,4 +123,26 @@ def relation_problems(cfg: Any) -> list[ConfigProblem]:
     if not cfg.gpu_pools and cfg.gpu_limit < largest:
         why = _limit_below_largest(largest, list(cfg.gpu_instance_types))
         problems.append(ConfigProblem("gpuLimit", cfg.gpu_limit, why))
+    problems += _zone_problems(cfg)
+    return problems
+
+
+def stack_zone_ids(cfg: Any) -> tuple[str, ...]:
+    """The zones the stack's subnets may be in: availabilityZones, else every zone ID the region has."""
+    return tuple(cfg.availability_zones) or tuple(REGION_ZONE_IDS.get(cfg.region, ()))
+
+
+def _zone_problems(cfg: Any) -> list[ConfigProblem]:
+    zones = stack_zone_ids(cfg)
+    problems = []
+    for i, pool in enumerate(cfg.gpu_pools):
+        if pool.zone is not None and zones and pool.zone not in zones:
+            hint = did_you_mean(pool.zone, zones)
+            problems.append(
+                ConfigProblem(
+                    f"gpuPools[{i}].zone",
+                    pool.zone,
+                    f"is not one of the stack's zones; {hint}zones: {', '.join(zones)}",
+                )
+            )
     return problems

@@ -12,7 +12,7 @@ from infra.config.convert import Bool, Section, Strings, check_items, key, netwo
 _PRIVATE_RANGES = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 )
-_ZONE_ID = re.compile(r"^[a-z]{3,}[0-9]+-az[0-9]+$")
+ZONE_ID = re.compile(r"^[a-z]{3,}[0-9]+-az[0-9]+$")
 
 
 class NetworkKeys(Section):
@@ -43,7 +43,7 @@ class NetworkKeys(Section):
             v,
             lambda _, item: (
                 None
-                if _ZONE_ID.match(item)
+                if ZONE_ID.match(item)
                 else "is not a zone ID (like use1-az1; zone names like us-east-1a differ per account)"
             ),
             allow_empty=True,

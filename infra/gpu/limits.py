@@ -37,6 +37,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 SHARED_GPU_RESOURCE = "nvidia.com/gpu.shared"
 NODES = "nodes"
 WHOLE, TIME_SLICING, MIG = "whole GPUs", "time-slicing", "MIG"
+# An EFA training pool (gpuPools[i].efa): whole GPUs, counted as such; its nodes also carry EFA interfaces, which
+# the pool does not limit (each node has its type's fixed number, so bounding GPUs bounds them).
+TRAINING = "whole GPUs + EFA"
 # MIG slices of a 7-slice GPU (A100, H100, H200) a profile `<N>g.<memory>gb` leaves room for (NVIDIA MIG user guide,
 # supported profiles); a bare number is the partition count itself (Bottlerocket 1.34.x `mig.profile`).
 _SLICES = 7
@@ -50,6 +53,7 @@ class SharedPool(Protocol):
     gpu_limit: int
     time_slicing_replicas: int | None
     mig_profile: Mapping[str, str]
+    efa: bool
 
     @property
     def matched_types(self) -> list[str]: ...
@@ -60,7 +64,7 @@ def pool_kind(pool: SharedPool) -> str:
         return TIME_SLICING
     if pool.mig_profile:
         return MIG
-    return WHOLE
+    return TRAINING if pool.efa else WHOLE
 
 
 def pool_limits(pool: SharedPool) -> dict[str, int]:

@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.catalog.gpus import CATALOG, GpuType, requirement_holds
+from infra.catalog.gpus import CATALOG, EFA_RESOURCE, GpuType, requirement_holds
+from infra.config.convert import PROJECT
 
 Taint = Mapping[str, Any]
 Toleration = Mapping[str, Any]
@@ -32,6 +33,14 @@ Requirement = Mapping[str, Any]
 
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
 CAPACITY_TYPE = "karpenter.sh/capacity-type"
+# A well-known label Karpenter sets from the subnet's zone (karpenter-provider-aws v1.14 pkg/apis/v1/labels.go
+# `LabelTopologyZoneID`, in WellKnownLabels): zone IDs are the same in every account, zone names are not.
+ZONE_ID = "topology.k8s.aws/zone-id"
+# Properties of the offering an instance launches in (capacity type, zone), not of its type: Karpenter matches them
+# against offerings (karpenter-provider-aws pkg/providers/instancetype/offering), so the catalog has no such label.
+OFFERING_KEYS = (CAPACITY_TYPE, ZONE_ID)
+# The label of EFA pools' nodes: the EFA device plugin runs where it is (infra/efa.py), not on an instance list.
+EFA_POOL_LABEL = f"{PROJECT}/efa"
 # Label domains Karpenter treats as well known (K pkg/apis/v1/labels.go WellKnownLabels and RestrictedLabelDomains;
 # karpenter-provider-aws pkg/apis/v1/labels.go adds karpenter.k8s.aws): a pool need not define them.
 WELL_KNOWN_PREFIXES = ("kubernetes.io/", "node.kubernetes.io/", "topology.kubernetes.io/", "karpenter.sh/",
@@ -141,16 +150,30 @@ class PoolOffer:
     def capacity_types(self) -> list[str]:
         return [v for r in self.requirements if r["key"] == CAPACITY_TYPE for v in r["values"]]
 
+    def offerings(self) -> dict[str, set[str] | None]:
+        """Per offering key, the values the pool allows (None: any)."""
+        found: dict[str, set[str] | None] = dict.fromkeys(OFFERING_KEYS)
+        for r in self.requirements:
+            if r["key"] in found and r["operator"] == "In":
+                found[r["key"]] = set(r["values"])
+        return found
+
     def types(self) -> list[GpuType]:
-        """The catalog types the pool's requirements admit (capacity type is not a type property)."""
+        """The catalog types the pool's requirements admit (capacity type and zone are not type properties)."""
         if self.catalog is None:
             return []
-        type_requirements = [r for r in self.requirements if r["key"] != CAPACITY_TYPE]
+        type_requirements = [r for r in self.requirements if r["key"] not in OFFERING_KEYS]
         return [t for t in self.catalog.values() if all(requirement_holds(r, t.labels) for r in type_requirements)]
 
     def capacity(self, gpu_type: GpuType) -> dict[str, float]:
-        """The type's capacity as the scheduler sees it in this pool: physical GPUs, plus every matching overlay."""
-        found = {"cpu": gpu_type.vcpu, "memory": gpu_type.memory_mib, "nvidia.com/gpu": gpu_type.gpu_count}
+        """The type's capacity as the scheduler sees it in this pool: physical GPUs and EFA interfaces (Karpenter
+        knows both per type, whatever will run on the node), plus every matching overlay."""
+        found = {
+            "cpu": gpu_type.vcpu,
+            "memory": gpu_type.memory_mib,
+            "nvidia.com/gpu": gpu_type.gpu_count,
+            EFA_RESOURCE: gpu_type.efa,
+        }
         labels = {**gpu_type.labels, **self.labels}
         for overlay in self.overlays:
             if all(requirement_holds(r, labels) for r in overlay["requirements"]):
@@ -158,11 +181,15 @@ class PoolOffer:
         return found
 
 
-def _fits_labels(requirements: Iterable[Requirement], labels: Mapping[str, str], capacity_types: list[str]) -> bool:
+def _fits_labels(
+    requirements: Iterable[Requirement], labels: Mapping[str, str], offerings: Mapping[str, set[str] | None]
+) -> bool:
     for r in requirements:
         key, operator = r["key"], r["operator"]
-        if key == CAPACITY_TYPE:
-            allowed = set(capacity_types)
+        if key in offerings:
+            allowed = offerings[key]
+            if allowed is None:  # the pool allows any: a well-known key, some offering will do
+                continue
             if operator == "In" and not allowed & set(r["values"]):
                 return False
             if operator == "NotIn" and allowed <= set(r["values"]):
@@ -185,12 +212,12 @@ def takes(offer: PoolOffer, pod: Pod) -> bool:
     if offer.catalog is None:  # general pool: no GPU resource of any kind
         if any(name.startswith("nvidia.com/") for name in pod.requests):
             return False
-        return any(_fits_labels(rs, offer.labels, offer.capacity_types) for rs in pod.requirement_sets())
+        return any(_fits_labels(rs, offer.labels, offer.offerings()) for rs in pod.requirement_sets())
     for gpu_type in offer.types():
         labels = {**gpu_type.labels, **offer.labels}
         capacity = offer.capacity(gpu_type)
         if all(capacity.get(name, 0) >= amount for name, amount in pod.requests.items()) and any(
-            _fits_labels(rs, labels, offer.capacity_types) for rs in pod.requirement_sets()
+            _fits_labels(rs, labels, offer.offerings()) for rs in pod.requirement_sets()
         ):
             return True
     return False
@@ -210,3 +237,19 @@ def lands_on(pod: Pod, offers: Iterable[PoolOffer]) -> str | None:
     """The pool Karpenter launches for the pod (the first that takes it), None if none does."""
     found = candidate_pools(pod, offers)
     return found[0] if found else None
+
+
+def efa_pods_stranded_on(offers: Iterable[PoolOffer]) -> list[str]:
+    """Pools without the EFA device plugin that Karpenter would launch for a whole-GPU pod requesting EFA that does
+    not select an EFA pool: Karpenter launches such a node with EFA interfaces (the type has them), but nothing on it
+    advertises `vpc.amazonaws.com/efa`, so the pod never starts there (README, Training pools)."""
+    pod = Pod(
+        requests={"nvidia.com/gpu": 1, EFA_RESOURCE: 1},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    )
+    offers = list(offers)
+    first = lands_on(pod, offers)
+    by_name = {o.name: o for o in offers}
+    if first is None or by_name[first].labels.get(EFA_POOL_LABEL) == "true":
+        return []
+    return [name for name in candidate_pools(pod, offers) if by_name[name].labels.get(EFA_POOL_LABEL) != "true"]

@@ -21,6 +21,7 @@ from infra.gpu.limits import (
     pool_kind,
     pool_limits,
 )
+from infra.gpu.placement import EFA_POOL_LABEL, ZONE_ID
 
 GPU_CLASS = "gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
@@ -109,6 +110,8 @@ def gpu_pool_spec(pool: GpuPool, cfg: StackConfig) -> dict[str, Any]:
                     *selection_requirements(pool),
                     requirement(CAPACITY_TYPE, "In", *pool.capacity_types),
                     *platform_requirements(),
+                    # A training pool: every node in one zone (EFA does not cross zones; NCCL rings stay local).
+                    *([requirement(ZONE_ID, "In", pool.zone)] if pool.zone else []),
                 ],
                 "taints": pool_taints(pool),
                 # A GPU job may run for days; expiry would force-drain it. Nodes still roll: they are removed
@@ -130,6 +133,8 @@ def gpu_pool_spec(pool: GpuPool, cfg: StackConfig) -> dict[str, Any]:
             ],
         },
     }
+    if pool.efa:
+        spec["template"]["metadata"] = {"labels": {EFA_POOL_LABEL: "true"}}
     if pool.weight is not None:
         spec["weight"] = pool.weight
     return spec

@@ -90,6 +90,10 @@ def check_offerings(cfg: StackConfig, index: int, pool: Any, region: Region, rep
         return types
     report.checked.add("offerings")
     zones = region.zones or sorted(set().union(*region.offered.values()))
+    # A training pool (gpuPools[i].zone) launches only in its one zone: its types must be offered there.
+    pinned = getattr(pool, "zone", None)
+    scope = f"the pool's zone {pinned} of" if pinned else "the stack's zones of"
+    zones = [pinned] if pinned else zones
     usable = {t: sorted(region.offered.get(t, set()) & set(zones)) for t in types}
     report.offerings = usable
     report.zones = sorted({z for found in usable.values() for z in found})
@@ -109,7 +113,7 @@ def check_offerings(cfg: StackConfig, index: int, pool: Any, region: Region, rep
         if where:
             fixes.append(f"offered in {', '.join(where)} (a stack there: `pulumi config set aws:region {where[0]}`)")
         report.blocking.append(
-            f"none of its types ({', '.join(types)}) is offered in the stack's zones of {region.name} "
+            f"none of its types ({', '.join(types)}) is offered in {scope} {region.name} "
             f"({', '.join(zones)}): the pool can never launch" + (f"; {'; '.join(fixes)}" if fixes else "")
         )
         return []
@@ -117,7 +121,7 @@ def check_offerings(cfg: StackConfig, index: int, pool: Any, region: Region, rep
         position = types.index(name)
         fix = f"; `pulumi config rm --path '{path}[{position}]'`" if path else ""
         report.warnings.append(
-            f"{name} is not offered in any of the stack's zones of {region.name}: never launched{fix}"
+            f"{name} is not offered in {'any of ' if not pinned else ''}{scope} {region.name}: never launched{fix}"
         )
     unusable = [z for z in zones if not any(z in found for found in usable.values())]
     if unusable:
