@@ -604,3 +604,29 @@ def test_no_usage_datapoint_means_nothing_runs(aws_env):
     endpoint = Endpoint().quota("L-C4BD4855", 384).scores({"usw2-az1": 8})  # moto's CloudWatch: no datapoints
     [report], _, _ = checks(endpoint, "us-west-2")
     assert report.quotas[0]["in_use"] == 0.0 and report.verdict == READY
+
+
+def test_an_efa_pool_is_checked_in_its_one_zone(aws_env):
+    """A training pool launches only in gpuPools[i].zone: its types must be offered there (moto's us-west-2 data
+    offers p5e.48xlarge in usw2-az3 alone)."""
+
+    def pool(zone: str) -> str:
+        return json.dumps(
+            [
+                {
+                    "name": "train",
+                    "instanceTypes": ["p5e.48xlarge"],
+                    "capacityTypes": ["on-demand"],
+                    "efa": True,
+                    "zone": zone,
+                }
+            ]
+        )
+
+    [report], _, _ = checks(Endpoint(), "us-west-2", gpuPools=pool("usw2-az1"))
+    assert report.verdict == BLOCKED
+    assert "none of its types (p5e.48xlarge) is offered in the pool's zone usw2-az1 of us-west-2" in report.blocking[0]
+
+    [report], _, _ = checks(Endpoint(), "us-west-2", gpuPools=pool("usw2-az3"))
+    assert not [b for b in report.blocking if "offered" in b]
+    assert report.offerings == {"p5e.48xlarge": ["usw2-az3"]}
