@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.config import StackConfig
-from infra.node_pools import (
+from infra.bottlerocket import (
     DATA_DEVICE,
-    DEFAULT_CLASS,
-    GPU_CLASS,
     OS_DEVICE,
     SOCI_PARALLEL_PULL,
     SociTuning,
     bottlerocket_settings,
     nodeclass_settings_file,
 )
+from infra.config import StackConfig
+from infra.gpu.pools import GPU_CLASS
+from infra.node_pools import DEFAULT_CLASS
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NODE_CLASSES = (DEFAULT_CLASS, GPU_CLASS)  # the default plan (no gpuPools)
