@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pulumi
+import pulumi_aws as aws
 from pulumi_kubernetes.apiextensions import CustomResource
 
 from infra.bottlerocket import (
@@ -32,6 +33,13 @@ from infra.gpu.pools import (
     gpu_pool_spec,
     node_class_of,
     node_overlays,
+)
+from infra.gpu.static import (
+    REPLACE_ON_TOGGLE,
+    network_interfaces,
+    nodepool_metadata,
+    placement_group_name,
+    placement_group_selector,
 )
 from infra.network import DISCOVERY_TAG
 
@@ -98,6 +106,8 @@ def nodeclass_spec(
             node_class, SociTuning.from_config(cfg, node_class), device_plugin_settings(pool)
         ),
         **({"capacityReservationSelectorTerms": reservations} if reservations else {}),
+        **({"networkInterfaces": interfaces} if (interfaces := network_interfaces(pool)) else {}),
+        **placement_group_selector(cluster_name, pool),
         "tags": stack_tags(cluster_name, stack, node_class),
     }
 
@@ -176,6 +186,7 @@ class NodePools(pulumi.ComponentResource):
     node_classes: dict[str, CustomResource]
     node_pools: dict[str, CustomResource]
     node_overlays: dict[str, CustomResource]
+    placement_groups: dict[str, aws.ec2.PlacementGroup]
 
     def __init__(self, name: str, args: NodePoolsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("eks-gpu-spot:index:NodePools", name, None, opts)
@@ -186,6 +197,17 @@ class NodePools(pulumi.ComponentResource):
         # drain nodes and remove its finalizers.
         controller = [karpenter.crd_release, karpenter.release, args.teardown]
 
+        # Cluster placement groups of training pools (placementGroup): created here, selected by name by the class.
+        self.placement_groups = {
+            pool.name: aws.ec2.PlacementGroup(
+                f"{name}-{pool.name}-placement",
+                name=args.cluster.name.apply(lambda cluster, pool=pool: placement_group_name(cluster, pool)),
+                strategy=pool.placement_group,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for pool in cfg.effective_gpu_pools
+            if pool.placement_group
+        }
         self.node_classes = {}
         for node_class, own_pool in node_class_plan(cfg).items():
             spec = pulumi.Output.all(args.cluster.name, karpenter.node_role.name).apply(
@@ -193,10 +215,17 @@ class NodePools(pulumi.ComponentResource):
                     node_class, cfg, cluster_name=names[0], role_name=names[1], stack=stack, pool=own_pool
                 )
             )
+            group = [self.placement_groups[own_pool.name]] if own_pool and own_pool.placement_group else []
             self.node_classes[node_class] = self._karpenter_object(
-                f"{name}-{node_class}-class", NODECLASS_API_VERSION, "EC2NodeClass", node_class, spec, controller
+                f"{name}-{node_class}-class",
+                NODECLASS_API_VERSION,
+                "EC2NodeClass",
+                node_class,
+                spec,
+                [*controller, *group],
             )
 
+        gpu_pools = {pool.name: pool for pool in cfg.effective_gpu_pools}
         self.node_pools = {
             pool: self._karpenter_object(
                 f"{name}-{pool}-pool",
@@ -205,6 +234,7 @@ class NodePools(pulumi.ComponentResource):
                 pool,
                 spec,
                 [*controller, self.node_classes[node_class]],
+                metadata=nodepool_metadata(gpu_pools[pool]) if pool in gpu_pools else {},
             )
             for pool, (spec, node_class) in nodepool_plan(cfg).items()
         }
@@ -234,18 +264,22 @@ class NodePools(pulumi.ComponentResource):
         object_name: str,
         spec: pulumi.Input[dict],
         depends_on: list[pulumi.Resource],
+        metadata: dict[str, Any] | None = None,
     ) -> CustomResource:
         # The delete waits while Karpenter drains and terminates the object's nodes (finalizers): see DELETE_TIMEOUT.
+        # A pool turning static or dynamic is replaced, the old object deleted first (one name): infra/gpu/static.py.
         return CustomResource(
             resource_name,
             api_version=api_version,
             kind=kind,
-            metadata={"name": object_name},
+            metadata={"name": object_name, **(metadata or {})},
             spec=spec,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=self._provider,
                 depends_on=depends_on,
                 custom_timeouts=pulumi.CustomTimeouts(delete=DELETE_TIMEOUT),
+                replace_on_changes=list(REPLACE_ON_TOGGLE) if kind == "NodePool" else None,
+                delete_before_replace=kind == "NodePool",
             ),
         )

@@ -134,10 +134,14 @@ def _program(expression: str) -> celpy.Runner:
     return environment.program(environment.compile(expression), functions=KUBERNETES_CEL_FUNCTIONS)
 
 
-def evaluate_rule(expression: str, value: Any) -> bool | str:
-    """True/False from the rule, or the evaluation error as text (the API server rejects on errors too)."""
+def evaluate_rule(expression: str, value: Any, old: Any = None) -> bool | str:
+    """True/False from the rule, or the evaluation error as text (the API server rejects on errors too). `old`: the
+    stored object's value at the same place, for a transition rule (`oldSelf`)."""
+    bindings = {"self": celpy.json_to_cel(value)}
+    if old is not None:
+        bindings["oldSelf"] = celpy.json_to_cel(old)
     try:
-        result = _program(expression).evaluate({"self": celpy.json_to_cel(value)})
+        result = _program(expression).evaluate(bindings)
     except celpy.CELEvalError as error:
         return f"evaluation error: {error}"
     if isinstance(result, celpy.CELEvalError):
@@ -177,6 +181,27 @@ def validate(crds: Path, obj: dict[str, Any]) -> list[Violation]:
         if is_transition_rule(rule):
             continue
         outcome = evaluate_rule(rule["rule"], value)
+        if outcome is not True:
+            detail = "" if outcome is False else f" ({outcome})"
+            violations.append(Violation(path, rule.get("message", rule["rule"]) + detail))
+    return violations
+
+
+def validate_update(crds: Path, old: dict[str, Any], new: dict[str, Any]) -> list[Violation]:
+    """Every reason the API server would reject updating the stored `old` to `new`: `new`'s own violations, then the
+    transition rules (those reading `oldSelf`), evaluated where the value exists in both objects."""
+    violations = validate(crds, new)
+    if violations:
+        return violations
+    schema = load_schema(crds, new["apiVersion"], new["kind"])
+    before = {
+        (path, rule["rule"]): value
+        for path, rule, value in _rules_with_values(schema, apply_defaults(schema, copy.deepcopy(old)), "$")
+    }
+    for path, rule, value in _rules_with_values(schema, apply_defaults(schema, copy.deepcopy(new)), "$"):
+        if not is_transition_rule(rule) or (path, rule["rule"]) not in before:
+            continue
+        outcome = evaluate_rule(rule["rule"], value, before[(path, rule["rule"])])
         if outcome is not True:
             detail = "" if outcome is False else f" ({outcome})"
             violations.append(Violation(path, rule.get("message", rule["rule"]) + detail))

@@ -194,7 +194,11 @@ def test_time_slicing_is_in_the_pools_own_user_data_and_overlays_count_the_slice
         "capacity": {"nvidia.com/gpu.shared": "16"},
     }
     karpenter = next(r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "karpenter")
-    assert karpenter.inputs["values"]["settings"]["featureGates"] == {"nodeRepair": True, "nodeOverlay": True}
+    assert karpenter.inputs["values"]["settings"]["featureGates"] == {
+        "nodeRepair": True,
+        "nodeOverlay": True,
+        "staticCapacity": False,
+    }
 
 
 def test_a_reserved_pool_selects_its_reservations_in_its_own_class(three_pools):

@@ -282,7 +282,7 @@ def test_controller_release_skips_crds_and_sets_cluster_queue_account_and_placem
         "clusterName": run.outputs["cluster_name"],
         "interruptionQueue": run.one(QUEUE, "karpenter-interruption").inputs["name"],
         # Node repair always; NodeOverlay only for time-sliced GPU pools (none in this stack).
-        "featureGates": {"nodeRepair": True, "nodeOverlay": False},
+        "featureGates": {"nodeRepair": True, "nodeOverlay": False, "staticCapacity": False},
     }
     assert not values["settings"]["interruptionQueue"].startswith(("https:", "arn:"))
     assert values["serviceAccount"] == {"name": "karpenter"}

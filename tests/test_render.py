@@ -52,7 +52,18 @@ def test_resources_json_has_the_documented_shape_and_a_closed_graph(dev_render):
         assert (
             {"urn", "type", "name", "parent", "dependencies", "inputs"}
             <= set(r)
-            <= {"urn", "type", "name", "parent", "dependencies", "inputs", "hooks", "customTimeouts"}
+            <= {
+                "urn",
+                "type",
+                "name",
+                "parent",
+                "dependencies",
+                "inputs",
+                "hooks",
+                "customTimeouts",
+                "replaceOnChanges",
+                "deleteBeforeReplace",
+            }
         )
         assert set(r["dependencies"]) <= urns, r["name"]
         assert r["parent"] == "" or r["parent"] in urns or r["parent"].endswith("pulumi:pulumi:Stack::eks-gpu-spot-dev")

@@ -57,6 +57,9 @@ class Registration:
     before_delete_hooks: tuple[str, ...] = ()
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     """Only the operations the program set: create, update, delete."""
+    replace_on_changes: tuple[str, ...] = ()
+    """Property paths whose change makes the engine replace the resource instead of updating it."""
+    delete_before_replace: bool = False
 
     def as_json(self) -> dict[str, Any]:
         document = {
@@ -71,6 +74,10 @@ class Registration:
             document["hooks"] = {"before_delete": list(self.before_delete_hooks)}
         if self.custom_timeouts:
             document["customTimeouts"] = self.custom_timeouts
+        if self.replace_on_changes:
+            document["replaceOnChanges"] = list(self.replace_on_changes)
+        if self.delete_before_replace:
+            document["deleteBeforeReplace"] = True
         return document
 
 
@@ -294,6 +301,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     for op in ("create", "update", "delete")
                     if getattr(request.customTimeouts, op)
                 },
+                replace_on_changes=tuple(request.replaceOnChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
             )
         )
         if request.type == "eks:index:Cluster":

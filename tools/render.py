@@ -171,7 +171,9 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
 
     gpu_pools = {pool.name: pool for pool in cfg.effective_gpu_pools}
     rows = [("pool", "kind", "pods request", "and tolerate", "weight", "capacity", "GPUs before / after init")]
-    for offer in in_karpenters_order(stack_offers(cfg)):
+    offers = in_karpenters_order(stack_offers(cfg))
+    # Static pools last: Karpenter never launches one for a pod (their weight column says so).
+    for offer in [o for o in offers if not o.static] + [o for o in offers if o.static]:
         pool = gpu_pools.get(offer.name)
         if pool is None:
             rows.append(
@@ -183,7 +185,8 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
         gpus = f"{_gpus(bound.before_initialization)} / {_gpus(bound.after_initialization)} ({bound.enforced_by})"
         requests = requested_resource(pool) + (f", {EFA_RESOURCE}" if pool.efa else "")
         capacity = ", ".join(pool.capacity_types) + (f" in {pool.zone}" if pool.zone else "")
-        rows.append((offer.name, bound.kind, requests, taints, str(offer.weight), capacity, gpus))
+        weight = "static" if offer.static else str(offer.weight)
+        rows.append((offer.name, bound.kind, requests, taints, weight, capacity, gpus))
     return rows
 
 
@@ -194,7 +197,36 @@ def pool_table_lines(cfg: Any) -> list[str]:
         "Which pod lands where (pools in the order Karpenter tries them; a pod needs the request and every toleration):"
     ]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return lines + efa_lines(cfg)
+    return lines + efa_lines(cfg) + reservation_lines(cfg)
+
+
+def reservation_lines(cfg: Any) -> list[str]:
+    """What each pool with reservations does when they end or fill (README, Capacity Blocks)."""
+    lines = []
+    for pool in cfg.effective_gpu_pools:
+        if "reserved" not in pool.capacity_types:
+            continue
+        on_demand = "on-demand" in pool.capacity_types
+        if pool.replicas is not None and on_demand:
+            lines.append(
+                f"  warning: static pool {pool.name} has reserved and on-demand: when its reservation ends (a Capacity "
+                f"Block: Karpenter deletes its nodes 40 minutes before the end), Karpenter relaunches all "
+                f"{pool.replicas} nodes On-Demand and keeps them; use capacityTypes [reserved] and end the pool with "
+                "replicas 0 (README, Capacity Blocks)"
+            )
+        elif pool.replicas is not None:
+            lines.append(
+                f"  {pool.name}: static on its reservation; after the reservation ends every launch fails until "
+                "replicas is 0 or the pool is removed (README, Capacity Blocks)"
+            )
+        elif on_demand:
+            lines.append(f"  {pool.name}: falls back to On-Demand when its reservations are used up or have ended")
+        if pool.placement_group:
+            lines.append(
+                f"  {pool.name}: a reservation bought outside its placement group is used inside it but reserves no "
+                "room there (EC2 placement-group rules); a Capacity Block needs no placement group"
+            )
+    return lines
 
 
 def efa_lines(cfg: Any) -> list[str]:

@@ -41,6 +41,9 @@ _RESERVATION_ID = re.compile(r"^cr-[0-9a-z]+$")
 _MIG_GPU = re.compile(r"^([a-z])(\d+)\.(\d+)gb$")
 _MIG_PROFILE = re.compile(r"^(?:[12347]|[0-9]g\.\d+gb)$")
 CAPACITY_TYPES = ("spot", "on-demand", "reserved")
+# Cluster only: partition and spread groups support no Capacity Reservations (EC2 user guide, cr-cpg) and spread
+# allows 7 instances per zone; a cluster group is what multi-node training wants.
+PLACEMENT_STRATEGIES = ("cluster",)
 LEGACY_GPU_POOL = "gpu-spot"  # the seed's single GPU pool, kept when gpuPools is not set
 
 
@@ -68,6 +71,9 @@ class GpuPool(Section):
     # Multi-node training (README, Training pools): EFA between nodes, all in one zone.
     efa: Bool = False
     zone: str | None = None
+    # Static capacity (README, Capacity Blocks): a fixed number of nodes, whatever pods ask for.
+    replicas: Int | None = None
+    placement_group: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -158,6 +164,20 @@ class GpuPool(Section):
                 raise item_error(gpu, profile, 'is not a partition count (1, 2, 3, 4, 7) or a profile like "1g.10gb"')
         return v
 
+    @field_validator("replicas")
+    @classmethod
+    def _static(cls, v: int | None) -> int | None:
+        return check_range(v, 0, 1000, "must be a number of nodes between 0 and 1000")
+
+    @field_validator("placement_group")
+    @classmethod
+    def _placement(cls, v: str | None) -> str | None:
+        if v is not None and v not in PLACEMENT_STRATEGIES:
+            raise ValueError(
+                f"is not a placement strategy this program creates; allowed: {', '.join(PLACEMENT_STRATEGIES)}"
+            )
+        return v
+
     @field_validator("zone")
     @classmethod
     def _zone(cls, v: str | None) -> str | None:
@@ -203,6 +223,7 @@ class GpuPool(Section):
         if self.time_slicing_replicas and self.mig_profile:
             raise item_error("migProfile", self.mig_profile, "excludes timeSlicingReplicas: choose one way to share")
         self._check_efa()
+        self._check_static()
         largest = largest_gpu_count(self.matched_types)
         if self.gpu_limit < largest:
             raise item_error("gpuLimit", self.gpu_limit, _limit_below_largest(largest, self.matched_types))
@@ -233,10 +254,47 @@ class GpuPool(Section):
                 f"multi-GPU types with EFA: {', '.join(with_efa)}",
             )
 
+    def _check_static(self) -> None:
+        if self.placement_group and not (self.efa and self.zone):
+            raise item_error(
+                "placementGroup", self.placement_group, "needs efa and zone: a cluster group is one zone's EFA fabric"
+            )
+        if self.replicas is None:
+            return
+        if "spot" in self.capacity_types:
+            raise item_error(
+                "capacityTypes",
+                list(self.capacity_types),
+                "with replicas allows only reserved and on-demand: a static pool holds its nodes, Spot reclaims them",
+            )
+        if self.weight is not None:
+            raise item_error("weight", self.weight, "is not supported with replicas (Karpenter's static NodePools)")
+        efa_counts = {CATALOG[name].efa for name in self.matched_types}
+        if self.efa and len(efa_counts) > 1:
+            layouts = ", ".join(f"{name} {CATALOG[name].efa}" for name in self.matched_types)
+            raise item_error(
+                "instanceTypes",
+                list(self.instance_types),
+                f"with replicas and efa need one EFA layout (the node class lists each interface); EFA per type: "
+                f"{layouts}",
+            )
+
     @property
     def requirements(self) -> list[dict[str, Any]]:
         """The pool's requirements on instance-type labels (selection, arch, OS)."""
         return [*selection_requirements(self), *platform_requirements()]
+
+    @property
+    def most_gpus(self) -> int:
+        """The most whole GPUs the pool holds: gpuLimit, or a static pool's replicas of its largest type."""
+        if self.replicas is not None:
+            return self.replicas * largest_gpu_count(self.matched_types)
+        return self.gpu_limit
+
+    @property
+    def bound_by(self) -> str:
+        """The key that sets most_gpus, as the preflight names it."""
+        return f"replicas {self.replicas}" if self.replicas is not None else f"gpuLimit {self.gpu_limit} GPUs"
 
     @property
     def matched_types(self) -> list[str]:

@@ -54,6 +54,7 @@ class SharedPool(Protocol):
     time_slicing_replicas: int | None
     mig_profile: Mapping[str, str]
     efa: bool
+    replicas: int | None
 
     @property
     def matched_types(self) -> list[str]: ...
@@ -68,7 +69,11 @@ def pool_kind(pool: SharedPool) -> str:
 
 
 def pool_limits(pool: SharedPool) -> dict[str, int]:
-    """The NodePool's `spec.limits`: the resource each kind counts the same before and after initialization."""
+    """The NodePool's `spec.limits`: the resource each kind counts the same before and after initialization. A static
+    pool may only limit `nodes` (Karpenter's CRD), and holds exactly `replicas`: no node above it, so drift never
+    launches a surge node (README, Capacity Blocks)."""
+    if pool.replicas is not None:
+        return {NODES: pool.replicas}
     kind = pool_kind(pool)
     if kind == TIME_SLICING:
         return {SHARED_GPU_RESOURCE: pool.gpu_limit * pool.time_slicing_replicas}
@@ -164,4 +169,5 @@ class PoolBound:
 
 def pool_bound(pool: SharedPool) -> PoolBound:
     limits = pool_limits(pool)
-    return PoolBound(pool_kind(pool), limits, most_gpus(pool, limits, False), most_gpus(pool, limits, True))
+    kind = pool_kind(pool) + (", static" if pool.replicas is not None else "")
+    return PoolBound(kind, limits, most_gpus(pool, limits, False), most_gpus(pool, limits, True))

@@ -2,6 +2,8 @@
 pod, each rule citing the upstream code it follows (kubernetes-sigs/karpenter v1.14.1, the core that
 karpenter-provider-aws v1.14.1 pins; K = that repository).
 
+- Static pools (`replicas`) are never launched for a pod (K provisioning/provisioner.go NewScheduler filters
+  IsStatic); their nodes take pods the kube-scheduler places on them.
 - Pools are tried by weight, highest first, a tie going to the name later in the alphabet
   (K pkg/utils/nodepool/nodepool.go OrderByWeight; provisioner.go L290-293).
 - Every NoSchedule/NoExecute taint of the pool must be tolerated (K pkg/scheduling/taints.go ToleratesPod, called
@@ -130,6 +132,7 @@ class PoolOffer:
     labels: Mapping[str, str]
     overlays: Sequence[Mapping[str, Any]] = ()  # NodeOverlay specs scoped to this pool
     catalog: Mapping[str, GpuType] | None = None  # None: a pool of general (CPU) types, not in the GPU catalog
+    static: bool = False  # `replicas` set: Karpenter keeps its nodes but never launches one for a pod
 
     @classmethod
     def from_spec(
@@ -144,6 +147,7 @@ class PoolOffer:
             labels={**(template.get("metadata") or {}).get("labels", {}), NODEPOOL_LABEL: name},
             overlays=overlays,
             catalog=CATALOG if gpu else None,
+            static="replicas" in spec,
         )
 
     @property
@@ -207,6 +211,8 @@ def _fits_labels(
 
 def takes(offer: PoolOffer, pod: Pod) -> bool:
     """Whether Karpenter could launch a node of this pool for the pod."""
+    if offer.static:  # static pools are left out of provisioning (K provisioning/provisioner.go L276-279 IsStatic)
+        return False
     if untolerated(offer.taints, pod.tolerations):
         return False
     if offer.catalog is None:  # general pool: no GPU resource of any kind

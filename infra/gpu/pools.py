@@ -57,7 +57,15 @@ def gpu_pool_taints(cfg: StackConfig) -> list[dict[str, str]]:
 
 
 def node_class_of(pool: GpuPool) -> str:
-    own_settings = pool.time_slicing_replicas or pool.mig_profile or "reserved" in pool.capacity_types
+    """A pool gets a class of its own when its nodes differ: device sharing in user data, capacity reservations, a
+    placement group, or the EFA interfaces of a static pool."""
+    own_settings = (
+        pool.time_slicing_replicas
+        or pool.mig_profile
+        or "reserved" in pool.capacity_types
+        or pool.placement_group
+        or (pool.replicas is not None and pool.efa)
+    )
     return f"{GPU_CLASS}-{pool.name}" if own_settings else GPU_CLASS
 
 
@@ -137,6 +145,8 @@ def gpu_pool_spec(pool: GpuPool, cfg: StackConfig) -> dict[str, Any]:
         spec["template"]["metadata"] = {"labels": {EFA_POOL_LABEL: "true"}}
     if pool.weight is not None:
         spec["weight"] = pool.weight
+    if pool.replicas is not None:  # static: Karpenter holds this many nodes (infra/gpu/static.py)
+        spec["replicas"] = pool.replicas
     return spec
 
 

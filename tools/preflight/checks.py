@@ -146,7 +146,7 @@ def run_checks(aws: Aws, cfg: StackConfig, compare: list[str]) -> tuple[Region, 
     spot_role = spot_role_finding(aws, cfg) if any("spot" in p.capacity_types for p in pools) else None
     reports = []
     for index, pool in enumerate(pools):
-        report = PoolReport(pool.name, pool_types(pool), list(pool.capacity_types), pool.gpu_limit)
+        report = PoolReport(pool.name, pool_types(pool), list(pool.capacity_types), pool.most_gpus)
         report.skipped += region.skipped
         launchable = guarded(report, "offerings", check_offerings, cfg, index, pool, region, report)
         launchable = report.instance_types if launchable is None and not report.blocking else launchable or []

@@ -151,8 +151,8 @@ def check_quotas(aws: Aws, region: str, pool: Any, types: list[str], report: Any
             value = limit - used  # the headroom: what new instances may still use
             report.checked.add("quota")
             smallest = min(names, key=lambda n: CATALOG[n].vcpu)
-            need = max(names, key=lambda n: instances_for(pool.gpu_limit, n) * CATALOG[n].vcpu)
-            need_vcpu = instances_for(pool.gpu_limit, need) * CATALOG[need].vcpu
+            need = max(names, key=lambda n: instances_for(pool.most_gpus, n) * CATALOG[n].vcpu)
+            need_vcpu = instances_for(pool.most_gpus, need) * CATALOG[need].vcpu
             report.quotas.append(
                 {
                     "purchase": purchase,
@@ -187,8 +187,8 @@ def check_quotas(aws: Aws, region: str, pool: Any, types: list[str], report: Any
                 nodes = int(value // CATALOG[need].vcpu)
                 report.warnings.append(
                     f"{LABEL[purchase]} vCPU quota {quota.code} is {limit:g} ({kind}) with {used:g} in use: "
-                    f"{value:g} left fits {nodes} of the {instances_for(pool.gpu_limit, need)} {need} nodes "
-                    f"gpuLimit {pool.gpu_limit} GPUs takes ({need_vcpu} vCPUs); request an increase: "
+                    f"{value:g} left fits {nodes} of the {instances_for(pool.most_gpus, need)} {need} nodes "
+                    f"{pool.bound_by} takes ({need_vcpu} vCPUs); request an increase: "
                     f"{increase_command(quota.code, int(need_vcpu + used), region)}"
                 )
         launchable[purchase] = can_launch

@@ -74,7 +74,7 @@ def check_spot(
     aws: Aws, cfg: Any, index: int, pool: Any, region: Any, types: list[str], compare: list[str], report: Any
 ) -> None:
     _prices(aws, region, types, report)
-    capacity = target_capacity(pool.gpu_limit, types)
+    capacity = target_capacity(pool.most_gpus, types)
     zones = set(region.zones or ())
     try:
         with aws.check():
