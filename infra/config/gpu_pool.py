@@ -166,7 +166,7 @@ class GpuPool(Section):
 
     @field_validator("replicas")
     @classmethod
-    def _static(cls, v: int | None) -> int | None:
+    def _static_replicas(cls, v: int | None) -> int | None:
         return check_range(v, 0, 1000, "must be a number of nodes between 0 and 1000")
 
     @field_validator("placement_group")
