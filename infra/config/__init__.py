@@ -3,8 +3,8 @@
 `parse_config` turns the raw config map (strings, as Pulumi hands them to the program) into an immutable,
 validated `StackConfig`, or raises one `ConfigError` that names every bad key, its value and what is allowed.
 It runs before any resource is registered. Each concern keeps its keys, their validators and the rules between
-them in a module named after the component it feeds (cluster, network, access, system_nodes, gpu_pools, node_pools,
-karpenter, image_cache, lb_controller); `stack` composes them.
+them in a module named after the component it feeds (cluster, network, access, system_nodes, gpu_pools with gpu_pool,
+node_pools, karpenter, image_cache, lb_controller, observability); `stack` composes them.
 """
 
 from infra.config.cluster import ADDON_VERSIONS, ADDONS
