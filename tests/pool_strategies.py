@@ -1,5 +1,7 @@
-"""Hypothesis strategies for valid GPU pool sets: every kind (whole GPUs, time-slicing, MIG), selections by type list
-or by GPU attributes, every capacity type. Invalid combinations are filtered out by the program's own validation."""
+"""Hypothesis strategies for valid GPU pool sets: every kind (whole GPUs, time-slicing, MIG, EFA training pools in
+one zone), selections by type list or by GPU attributes, every capacity type. Static pools (`replicas`) are not
+drawn: their bound is replicas, not gpuLimit, and Karpenter never launches them for pods (tests/test_static_pools.py).
+Invalid combinations are filtered out by the program's own validation."""
 
 from __future__ import annotations
 
@@ -40,9 +42,16 @@ mig = st.tuples(
 ).map(lambda p: {**p[0], "migProfile": {"h100.80gb": p[1]}})
 
 
+training = st.tuples(
+    st.sampled_from([{"instanceTypes": ["p5.48xlarge"]}, {"instanceTypes": ["p4d.24xlarge", "p5.48xlarge"]},
+                     {"gpuNames": ["h100", "h200"]}]),
+    st.sampled_from(["usw2-az1", "usw2-az2", "usw2-az3", "usw2-az4"]),
+).map(lambda p: {**p[0], "efa": True, "zone": p[1]})  # fmt: skip
+
+
 @st.composite
 def pool_dicts(draw, index: int) -> dict:
-    pool = {"name": f"pool{index}", **draw(st.one_of(whole, time_sliced, mig)), **draw(capacity)}
+    pool = {"name": f"pool{index}", **draw(st.one_of(whole, time_sliced, mig, training)), **draw(capacity)}
     pool["gpuLimit"] = draw(st.sampled_from([8, 16, 24, 32, 64]))
     if draw(st.booleans()):
         pool["weight"] = draw(st.integers(1, 100))

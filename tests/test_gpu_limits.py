@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from infra.catalog.gpus import CATALOG, requirement_holds
 from infra.config import ConfigError, parse_config
 from infra.gpu.limits import most_gpus, reaches
+from infra.gpu.placement import OFFERING_KEYS
 from infra.gpu.pools import gpu_pool_spec, node_overlays
 from tests.conftest import PROJECT_ROOT, REFERENCE, render_here
 from tests.pool_strategies import valid_pool_sets
@@ -42,7 +43,7 @@ def karpenter_types() -> dict[str, dict[str, str]]:
 
 
 def admitted(requirements: list[dict], karpenter_types: dict[str, dict[str, str]]) -> list[str]:
-    type_requirements = [r for r in requirements if r["key"] != CAPACITY_TYPE]
+    type_requirements = [r for r in requirements if r["key"] not in OFFERING_KEYS]  # capacity type, zone: offerings
     return [n for n, labels in karpenter_types.items() if all(requirement_holds(r, labels) for r in type_requirements)]
 
 
