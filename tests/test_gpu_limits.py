@@ -19,7 +19,6 @@ from tests.conftest import PROJECT_ROOT, REFERENCE, render_here
 from tests.pool_strategies import valid_pool_sets
 
 GPU_COUNT = "karpenter.k8s.aws/instance-gpu-count"
-CAPACITY_TYPE = "karpenter.sh/capacity-type"
 
 
 def one_pool(**pool):
