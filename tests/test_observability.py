@@ -33,6 +33,9 @@ def test_the_addon_is_pinned_and_configured_with_one_dcgm_per_gpu_node(stack):
     addon = cloudwatch_addon(stack)
     assert addon.inputs["addonVersion"] == "v6.6.0-eksbuild.1"
     configuration = json.loads(addon.inputs["configurationValues"])
+    # The mode the dashboard reads, whatever the pinned build defaults to.
+    assert configuration["containerInsights"] == {"enabled": True}
+    assert configuration["otelContainerInsights"] == {"enabled": False}
     # The node monitoring agent's dcgm-server is the node's one host engine; the add-on must not start another.
     assert configuration["dcgmExporter"] == {"enabled": False}
     nma = [r for r in stack.of_type(ADDON) if r.inputs["addonName"] == "eks-node-monitoring-agent"]

@@ -31,11 +31,15 @@ def observability_configuration(cfg: StackConfig) -> dict[str, Any]:
     """The add-on's `configuration_values` (chart values; keys of the add-on's configuration schema).
 
     Left at the chart's defaults on purpose: `tolerations` (`[{operator: Exists}]`, values.yaml "Provide default
-    tolerations"), so the agent reaches every tainted GPU node, and `containerInsights.enabled` with the default agent
-    configuration (enhanced observability, accelerated_compute_metrics on), which produces the node_gpu_* allocation
-    metrics the dashboard reads.
+    tolerations"), so the agent reaches every tainted GPU node, and the agent configuration (enhanced observability,
+    accelerated_compute_metrics on), which produces the node_gpu_* allocation metrics the dashboard reads.
     """
     return {
+        # The metrics mode, explicit rather than left to the pinned build's defaults: Container Insights with enhanced
+        # observability (CloudWatch metrics in ContainerInsights, which the dashboard and alarms read), not the
+        # OpenTelemetry mode (PromQL; README, Observability says why). Both keys are in the add-on's schema.
+        "containerInsights": {"enabled": True},
+        "otelContainerInsights": {"enabled": False},
         # One DCGM per GPU node: the node monitoring agent's dcgm-server is the one (module docstring).
         "dcgmExporter": {"enabled": False},
         # GPU pools are NVIDIA only (infra/catalog/selection.py); there is no Neuron device to monitor.
