@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 
 import pytest
 from celpy.evaluation import base_functions
@@ -188,3 +189,15 @@ def test_every_function_the_rules_call_is_available(crds):
             assert called <= available, f"{kind}: {rule['rule']} calls {called - available}"
             evaluated += 1
     assert evaluated > 50  # the CRDs hold dozens of rules; a broken walk would find few
+
+
+@pytest.mark.parametrize("stack_file", ["Pulumi.dev.yaml", "examples/stacks/Pulumi.gpu-pools.yaml"])
+def test_committed_stacks_pass_the_crds(crds, stack_file):
+    """The stacks users copy from: every NodePool, EC2NodeClass and NodeOverlay they render is accepted (the
+    capacity-block example is checked in tests/test_static_pools.py)."""
+    from tests.conftest import PROJECT_ROOT, run_stack_file
+
+    objects = karpenter_objects(run_stack_file(PROJECT_ROOT / stack_file, Path(stack_file).stem.split(".")[-1]))
+    assert objects
+    for obj in objects:
+        assert validate(crds, obj) == [], f"{obj['kind']}/{obj['metadata']['name']}"
