@@ -178,6 +178,26 @@ class NodePoolsArgs:
     config: StackConfig
     teardown: pulumi.Resource
     """Carries the teardown cleanup hook; pools and classes are deleted before it runs."""
+    placement_groups: Mapping[str, aws.ec2.PlacementGroup]
+    """GPU pool name -> its cluster placement group (`placement_groups`); the pool's class selects it by name."""
+
+
+def placement_groups(cfg: StackConfig, cluster_name: pulumi.Input[str]) -> dict[str, aws.ec2.PlacementGroup]:
+    """The cluster placement group of every pool with `placementGroup`. Created before the teardown anchor, which
+    depends on them: on destroy a group goes only after the cleanup hook has terminated (and waited for) every
+    Karpenter instance, since EC2 refuses to delete a group that still holds one and the provider does not retry
+    (terraform-provider-aws internal/service/ec2 resourcePlacementGroupDelete)."""
+    return {
+        pool.name: aws.ec2.PlacementGroup(
+            f"{pool.name}-placement",
+            name=pulumi.Output.from_input(cluster_name).apply(
+                lambda cluster, pool=pool: placement_group_name(cluster, pool)
+            ),
+            strategy=pool.placement_group,
+        )
+        for pool in cfg.effective_gpu_pools
+        if pool.placement_group
+    }
 
 
 class NodePools(pulumi.ComponentResource):
@@ -186,7 +206,7 @@ class NodePools(pulumi.ComponentResource):
     node_classes: dict[str, CustomResource]
     node_pools: dict[str, CustomResource]
     node_overlays: dict[str, CustomResource]
-    placement_groups: dict[str, aws.ec2.PlacementGroup]
+    placement_groups: Mapping[str, aws.ec2.PlacementGroup]
 
     def __init__(self, name: str, args: NodePoolsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("eks-gpu-spot:index:NodePools", name, None, opts)
@@ -197,17 +217,7 @@ class NodePools(pulumi.ComponentResource):
         # drain nodes and remove its finalizers.
         controller = [karpenter.crd_release, karpenter.release, args.teardown]
 
-        # Cluster placement groups of training pools (placementGroup): created here, selected by name by the class.
-        self.placement_groups = {
-            pool.name: aws.ec2.PlacementGroup(
-                f"{name}-{pool.name}-placement",
-                name=args.cluster.name.apply(lambda cluster, pool=pool: placement_group_name(cluster, pool)),
-                strategy=pool.placement_group,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            for pool in cfg.effective_gpu_pools
-            if pool.placement_group
-        }
+        self.placement_groups = args.placement_groups
         self.node_classes = {}
         for node_class, own_pool in node_class_plan(cfg).items():
             spec = pulumi.Output.all(args.cluster.name, karpenter.node_role.name).apply(

@@ -18,7 +18,7 @@ from infra.image_cache import ImageCache, ImageCacheArgs
 from infra.karpenter import Karpenter, KarpenterArgs
 from infra.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
 from infra.network import Network, NetworkArgs
-from infra.node_pools import NodePools, NodePoolsArgs
+from infra.node_pools import NodePools, NodePoolsArgs, placement_groups
 from infra.observability import Observability, ObservabilityArgs
 from infra.zones import discover_zones
 
@@ -54,11 +54,15 @@ def build_stack(cfg: StackConfig, today: date | None = None) -> dict[str, Any]:
     )
     cluster = Cluster("cluster", ClusterArgs(cluster_name=cluster_name, config=cfg, network=network))
     ClusterAccess("access", ClusterAccessArgs(cluster=cluster, config=cfg))  # clusterAdmins, clusterViewers, ...
-    teardown = teardown_anchor(cluster, cfg.region)
+    groups = placement_groups(cfg, cluster_name)  # gpuPools[i].placementGroup
+    teardown = teardown_anchor(cluster, cfg.region, after=list(groups.values()))
     karpenter = Karpenter(
         "karpenter", KarpenterArgs(cluster=cluster, config=cfg, teardown=teardown, cluster_name=cluster_name)
     )
-    NodePools("node-pools", NodePoolsArgs(cluster=cluster, karpenter=karpenter, config=cfg, teardown=teardown))
+    NodePools(
+        "node-pools",
+        NodePoolsArgs(cluster=cluster, karpenter=karpenter, config=cfg, teardown=teardown, placement_groups=groups),
+    )
     if efa_pools(cfg):  # gpuPools[i].efa: the device plugin that makes EFA nodes advertise vpc.amazonaws.com/efa
         EfaDevicePlugin("efa", EfaDevicePluginArgs(cluster=cluster, config=cfg))
     LoadBalancerController(
@@ -106,7 +110,7 @@ def build_stack(cfg: StackConfig, today: date | None = None) -> dict[str, Any]:
     }
 
 
-def teardown_anchor(cluster: Cluster, region: str) -> random.RandomId:
+def teardown_anchor(cluster: Cluster, region: str, after: list[pulumi.Resource] | None = None) -> random.RandomId:
     """The resource that carries the teardown cleanup (infra/destroy_hook.py) as a `before_delete` hook.
 
     Pulumi runs delete hooks on every delete of their resource, replacements included, so the hook sits on a
@@ -114,11 +118,15 @@ def teardown_anchor(cluster: Cluster, region: str) -> random.RandomId:
     region (they change only when the cluster itself is replaced, and then that old cluster's leftovers must go).
     It depends on the EKS cluster, and both controller releases and every node pool and class depend on it, so
     `pulumi destroy` deletes the pools (Karpenter drains its nodes), then the controllers, then runs the cleanup,
-    and only then deletes the cluster, whose security group the leftovers would otherwise keep in use.
+    and only then deletes the cluster, whose security group the leftovers would otherwise keep in use. `after`: what
+    must outlive the cleanup's wait for terminated instances (placement groups); `depends_on` is not a keeper, so
+    adding one never replaces the anchor.
     """
     return random.RandomId(
         "teardown-cleanup",
         byte_length=4,
         keepers={"clusterName": cluster.name, "region": region},
-        opts=pulumi.ResourceOptions(hooks=pulumi.ResourceHookBinding(before_delete=[cleanup_hook()])),
+        opts=pulumi.ResourceOptions(
+            depends_on=after or [], hooks=pulumi.ResourceHookBinding(before_delete=[cleanup_hook()])
+        ),
     )

@@ -126,6 +126,8 @@ def test_the_placement_group_is_created_and_selected_by_name():
     ]
     assert node_class.inputs["spec"]["placementGroupSelector"] == {"name": group.inputs["name"]}
     assert run.depends_on(node_class, group)
+    # Deleted after the teardown cleanup has terminated every instance (EC2 refuses a group still in use).
+    assert run.depends_on(run.one("random:index/randomId:RandomId", "teardown-cleanup"), group)
     assert not render_stack(gpuPools=pools(BLOCK)).of_type("aws:ec2/placementGroup:PlacementGroup")
 
 
