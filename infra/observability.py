@@ -90,6 +90,9 @@ class Observability(pulumi.ComponentResource):
             threshold=ALARM["threshold_seconds"],
             comparison_operator="GreaterThanOrEqualToThreshold",
             treat_missing_data="notBreaching",
+            # observabilityAlarmTopic: notified when the alarm fires and when it clears.
+            alarm_actions=[cfg.observability_alarm_topic] if cfg.observability_alarm_topic else None,
+            ok_actions=[cfg.observability_alarm_topic] if cfg.observability_alarm_topic else None,
             opts=child,
         )
         self.dashboard_url = dashboard.dashboard_name.apply(lambda n: console_url(cfg.region, n))

@@ -189,6 +189,12 @@ def test_the_critical_path_does_not_grow():
         ({"observability": "maybe"}, "observability", "maybe"),
         ({"observabilityContainerLogs": "2"}, "observabilityContainerLogs", "2"),
         ({"observability": "false", "observabilityContainerLogs": "true"}, "observabilityContainerLogs", "no effect"),
+        ({"observabilityAlarmTopic": "gpu-alerts"}, "observabilityAlarmTopic", "is not an SNS topic ARN"),
+        (
+            {"observability": "false", "observabilityAlarmTopic": "arn:aws:sns:us-west-2:123456789012:gpu-alerts"},
+            "observabilityAlarmTopic",
+            "no effect",
+        ),
     ],
 )
 def test_bad_values_fail_with_one_clear_error(values, key, message):
@@ -220,3 +226,47 @@ def test_prices_are_data_with_sources():
     for name in ("dashboard", "alarm", "logs"):
         assert prices[f"{name}_source"]
     assert prices["dashboard_per_month_usd"] > 0 and prices["alarm_per_month_usd"] > 0
+
+
+TOPIC = "arn:aws:sns:us-west-2:123456789012:gpu-alerts"
+
+
+def test_the_alarm_notifies_the_configured_topic_and_nothing_by_default(stack):
+    assert "alarmActions" not in stack.one(ALARM_TYPE).inputs
+    alarm = render_stack(observabilityAlarmTopic=TOPIC).one(ALARM_TYPE).inputs
+    assert alarm["alarmActions"] == alarm["okActions"] == [TOPIC]
+
+
+def test_cloudwatchs_own_api_model_accepts_the_dashboard_and_the_alarm(monkeypatch):
+    """botocore validates every parameter against CloudWatch's API model (types, enums, ranges) before moto answers:
+    the registered dashboard and alarm go through PutDashboard and PutMetricAlarm as the provider would send them."""
+    import boto3
+    from moto import mock_aws
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    run = render_stack(observabilityAlarmTopic=TOPIC)
+    dashboard, alarm = run.one(DASHBOARD_TYPE).inputs, run.one(ALARM_TYPE).inputs
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch", region_name="us-west-2")
+        cloudwatch.put_dashboard(DashboardName=dashboard["dashboardName"], DashboardBody=dashboard["dashboardBody"])
+        assert json.loads(cloudwatch.get_dashboard(DashboardName=dashboard["dashboardName"])["DashboardBody"]) == (
+            json.loads(dashboard["dashboardBody"])
+        )
+        cloudwatch.put_metric_alarm(
+            AlarmName="stale",
+            AlarmDescription=alarm["alarmDescription"],
+            Namespace=alarm["namespace"],
+            MetricName=alarm["metricName"],
+            Dimensions=[{"Name": k, "Value": v} for k, v in alarm["dimensions"].items()],
+            Statistic=alarm["statistic"],
+            Period=alarm["period"],
+            EvaluationPeriods=alarm["evaluationPeriods"],
+            Threshold=alarm["threshold"],
+            ComparisonOperator=alarm["comparisonOperator"],
+            TreatMissingData=alarm["treatMissingData"],
+            AlarmActions=alarm["alarmActions"],
+            OKActions=alarm["okActions"],
+        )
+        (stored,) = cloudwatch.describe_alarms(AlarmNames=["stale"])["MetricAlarms"]
+        assert stored["Threshold"] == ALARM["threshold_seconds"] and stored["AlarmActions"] == [TOPIC]
