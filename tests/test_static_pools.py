@@ -143,7 +143,9 @@ def value_at(document: dict, path: str):
 
 
 def replaces(registration, old_inputs: dict, new_inputs: dict) -> bool:
-    """Pulumi's rule for replaceOnChanges: a change at any listed property path replaces the resource."""
+    """Pulumi's rule for replaceOnChanges: a change at or under a listed property path replaces the resource
+    (step_generator.go applyReplaceOnChanges). Whether the provider reports the new annotation as a change of the
+    map or of its key, the map's value differs, and both lie under `metadata.annotations`."""
     return any(value_at(old_inputs, p) != value_at(new_inputs, p) for p in registration.replace_on_changes)
 
 
@@ -169,6 +171,7 @@ def test_turning_a_pool_static_replaces_it_and_a_new_count_updates_it(crds):
     # ... so Pulumi replaces it, deleting the old object first (one Kubernetes name).
     assert replaces(after, before.inputs, after.inputs) and replaces(before, after.inputs, before.inputs)
     assert after.delete_before_replace and before.delete_before_replace
+    assert after.replace_on_changes == ("metadata.annotations",)
     # A new replica count is an ordinary update, which the API server accepts.
     assert not replaces(bigger, after.inputs, bigger.inputs)
     assert validate_update(crds, after.inputs, bigger.inputs) == []

@@ -18,9 +18,13 @@ from infra.config import PROJECT, GpuPool
 
 # On the NodePool object of a static pool only. Karpenter's CRD refuses to add or remove `replicas` on a live
 # NodePool (`has(self.replicas) == has(oldSelf.replicas)`), so toggling it must replace the object: Pulumi replaces
-# the resource when this annotation appears or disappears (and only then: a new replica count is an update).
+# the resource when its annotations change, which for a NodePool of ours means this one appearing or disappearing
+# (dynamic pools have none; a new replica count is an update). The path is the whole map: the engine replaces when a
+# reported diff lies under a replaceOnChanges path (pulumi/pulumi pkg/resource/deploy/step_generator.go
+# applyReplaceOnChanges, `replaceOnChangePath.Contains(diffPath)`), and adding the first annotation is reported as a
+# diff of `metadata.annotations` itself, which a path naming the key would not contain.
 PROVISIONING_ANNOTATION = f"{PROJECT}/provisioning"
-REPLACE_ON_TOGGLE = (f'metadata.annotations["{PROVISIONING_ANNOTATION}"]',)
+REPLACE_ON_TOGGLE = ("metadata.annotations",)
 
 
 def is_static(pool: GpuPool) -> bool:
