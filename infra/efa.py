@@ -25,7 +25,7 @@ import pulumi_kubernetes as k8s
 from infra.catalog.data import load_data
 from infra.cluster import Cluster
 from infra.config import GpuPool, StackConfig
-from infra.gpu.pools import EFA_POOL_LABEL, pool_taints
+from infra.gpu.pools import EFA_POOL_LABEL, exists_tolerations
 
 CHART = "aws-efa-k8s-device-plugin"
 CHART_REPOSITORY = "https://aws.github.io/eks-charts"
@@ -45,15 +45,9 @@ def image_repository(region: str) -> str:
 
 
 def device_plugin_values(cfg: StackConfig) -> dict[str, Any]:
-    tolerations: list[dict[str, str]] = []
-    for pool in efa_pools(cfg):
-        for taint in pool_taints(pool):
-            toleration = {"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}
-            if toleration not in tolerations:
-                tolerations.append(toleration)
     return {
         "image": {"repository": image_repository(cfg.region)},
-        "tolerations": tolerations,
+        "tolerations": exists_tolerations(efa_pools(cfg)),
         "supportedInstanceLabels": {"keys": [EFA_POOL_LABEL], "values": ["true"]},
     }
 

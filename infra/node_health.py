@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from infra.config import StackConfig
-from infra.gpu.pools import gpu_pool_taints
+from infra.gpu.pools import exists_tolerations
 
 
 def dcgm_server_tolerations(cfg: StackConfig) -> list[dict[str, str]]:
     """One toleration per taint key and effect of the GPU pools (Exists: any value of that key)."""
-    return [{"key": t["key"], "operator": "Exists", "effect": t["effect"]} for t in gpu_pool_taints(cfg)]
+    return exists_tolerations(cfg.effective_gpu_pools)
 
 
 def node_monitoring_configuration(cfg: StackConfig) -> dict[str, Any]:

@@ -82,7 +82,10 @@ def test_the_dcgm_server_tolerates_every_gpu_pool_taint_of_generated_stacks(raw)
     cfg = parse_config(raw)
     taints = [t for pool in cfg.gpu_pools for t in gpu_pool_spec(pool, cfg)["template"]["spec"]["taints"]]
     assert taints
-    assert untolerated(taints, node_monitoring_configuration(cfg)["dcgmAgent"]["tolerations"]) == []
+    tolerations = node_monitoring_configuration(cfg)["dcgmAgent"]["tolerations"]
+    assert untolerated(taints, tolerations) == []
+    # One toleration per taint key and effect, each once (time-sliced and MIG pools share the sharing key).
+    assert len(tolerations) == len({(t["key"], t["effect"]) for t in tolerations})
 
 
 # --- the real chart, rendered as EKS would install the add-on -------------------------------------------------------

@@ -7,6 +7,7 @@ settings differ (device sharing in user data, capacity reservations): then the p
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from infra.catalog.gpus import LABEL
@@ -48,12 +49,16 @@ def requested_resource(pool: GpuPool) -> str:
     return SHARED_GPU_RESOURCE if pool_kind(pool) == TIME_SLICING else GPU_RESOURCE
 
 
-def gpu_pool_taints(cfg: StackConfig) -> list[dict[str, str]]:
-    """Every distinct taint any GPU pool of the stack carries (what node-level agents must tolerate)."""
-    taints: list[dict[str, str]] = []
-    for pool in cfg.effective_gpu_pools:
-        taints += [t for t in pool_taints(pool) if t not in taints]
-    return taints
+def exists_tolerations(pools: Iterable[GpuPool]) -> list[dict[str, str]]:
+    """What a node agent needs to run on every node of these pools: one `Exists` toleration per taint key and effect
+    (any value of that key), each once."""
+    tolerations: list[dict[str, str]] = []
+    for pool in pools:
+        for taint in pool_taints(pool):
+            toleration = {"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}
+            if toleration not in tolerations:
+                tolerations.append(toleration)
+    return tolerations
 
 
 def node_class_of(pool: GpuPool) -> str:
