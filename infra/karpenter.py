@@ -239,7 +239,7 @@ def _chart_values(cluster_name: pulumi.Input[str], queue_name: pulumi.Input[str]
                 # NodeOverlays tell Karpenter about time-sliced GPUs (infra/gpu/pools.py); only when a pool uses them.
                 "nodeOverlay": uses_node_overlays(cfg),
                 # Static pools (gpuPools[i].replicas) hold a fixed number of nodes; alpha in 1.14, off by default.
-                "staticCapacity": any(pool.replicas is not None for pool in cfg.effective_gpu_pools),
+                "staticCapacity": any(pool.static for pool in cfg.effective_gpu_pools),
             },
         },
         # Pod Identity binds the role to this exact name; the chart would otherwise derive it from the release.

@@ -207,14 +207,14 @@ def reservation_lines(cfg: Any) -> list[str]:
         if "reserved" not in pool.capacity_types:
             continue
         on_demand = "on-demand" in pool.capacity_types
-        if pool.replicas is not None and on_demand:
+        if pool.static and on_demand:
             lines.append(
                 f"  warning: static pool {pool.name} has reserved and on-demand: when its reservation ends (a Capacity "
                 f"Block: Karpenter deletes its nodes 40 minutes before the end), Karpenter relaunches all "
                 f"{pool.replicas} nodes On-Demand and keeps them; use capacityTypes [reserved] and end the pool with "
                 "replicas 0 (README, Capacity Blocks)"
             )
-        elif pool.replicas is not None:
+        elif pool.static:
             lines.append(
                 f"  {pool.name}: static on its reservation; after the reservation ends every launch fails until "
                 "replicas is 0 or the pool is removed (README, Capacity Blocks)"

@@ -285,16 +285,21 @@ class GpuPool(Section):
         return [*selection_requirements(self), *platform_requirements()]
 
     @property
+    def static(self) -> bool:
+        """`replicas` set: Karpenter holds that many nodes, whatever pods ask for (README, Capacity Blocks)."""
+        return self.replicas is not None
+
+    @property
     def most_gpus(self) -> int:
         """The most whole GPUs the pool holds: gpuLimit, or a static pool's replicas of its largest type."""
-        if self.replicas is not None:
+        if self.static:
             return self.replicas * largest_gpu_count(self.matched_types)
         return self.gpu_limit
 
     @property
     def bound_by(self) -> str:
         """The key that sets most_gpus, as the preflight names it."""
-        return f"replicas {self.replicas}" if self.replicas is not None else f"gpuLimit {self.gpu_limit} GPUs"
+        return f"replicas {self.replicas}" if self.static else f"gpuLimit {self.gpu_limit} GPUs"
 
     @property
     def matched_types(self) -> list[str]:

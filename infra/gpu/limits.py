@@ -57,6 +57,9 @@ class SharedPool(Protocol):
     replicas: int | None
 
     @property
+    def static(self) -> bool: ...
+
+    @property
     def matched_types(self) -> list[str]: ...
 
 
@@ -72,7 +75,7 @@ def pool_limits(pool: SharedPool) -> dict[str, int]:
     """The NodePool's `spec.limits`: the resource each kind counts the same before and after initialization. A static
     pool may only limit `nodes` (Karpenter's CRD), and holds exactly `replicas`: no node above it, so drift never
     launches a surge node (README, Capacity Blocks)."""
-    if pool.replicas is not None:
+    if pool.static:
         return {NODES: pool.replicas}
     kind = pool_kind(pool)
     if kind == TIME_SLICING:
@@ -169,5 +172,5 @@ class PoolBound:
 
 def pool_bound(pool: SharedPool) -> PoolBound:
     limits = pool_limits(pool)
-    kind = pool_kind(pool) + (", static" if pool.replicas is not None else "")
+    kind = pool_kind(pool) + (", static" if pool.static else "")
     return PoolBound(kind, limits, most_gpus(pool, limits, False), most_gpus(pool, limits, True))

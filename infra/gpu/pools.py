@@ -69,7 +69,7 @@ def node_class_of(pool: GpuPool) -> str:
         or pool.mig_profile
         or "reserved" in pool.capacity_types
         or pool.placement_group
-        or (pool.replicas is not None and pool.efa)
+        or (pool.static and pool.efa)
     )
     return f"{GPU_CLASS}-{pool.name}" if own_settings else GPU_CLASS
 
@@ -150,7 +150,7 @@ def gpu_pool_spec(pool: GpuPool, cfg: StackConfig) -> dict[str, Any]:
         spec["template"]["metadata"] = {"labels": {EFA_POOL_LABEL: "true"}}
     if pool.weight is not None:
         spec["weight"] = pool.weight
-    if pool.replicas is not None:  # static: Karpenter holds this many nodes (infra/gpu/static.py)
+    if pool.static:  # static: Karpenter holds this many nodes (infra/gpu/static.py)
         spec["replicas"] = pool.replicas
     return spec
 

@@ -27,13 +27,9 @@ PROVISIONING_ANNOTATION = f"{PROJECT}/provisioning"
 REPLACE_ON_TOGGLE = ("metadata.annotations",)
 
 
-def is_static(pool: GpuPool) -> bool:
-    return pool.replicas is not None
-
-
 def nodepool_metadata(pool: GpuPool) -> dict[str, Any]:
     """The NodePool's metadata besides its name: the provisioning annotation of a static pool."""
-    return {"annotations": {PROVISIONING_ANNOTATION: "static"}} if is_static(pool) else {}
+    return {"annotations": {PROVISIONING_ANNOTATION: "static"}} if pool.static else {}
 
 
 def network_interfaces(pool: GpuPool | None) -> list[dict[str, Any]]:
@@ -42,7 +38,7 @@ def network_interfaces(pool: GpuPool | None) -> list[dict[str, Any]]:
     of Karpenter's own dynamic EFA (launchtemplate.go: card i, device index 0 on card 0 and 1 elsewhere) with the
     primary kept an IP interface (the CRD: a primary `interface` on card 0, device 0; one `efa-only` per card);
     Karpenter then counts the `efa-only` entries as the node's `vpc.amazonaws.com/efa` (instancetype/types.go efas)."""
-    if pool is None or not (is_static(pool) and pool.efa):
+    if pool is None or not (pool.static and pool.efa):
         return []
     cards = CATALOG[pool.matched_types[0]].efa
     return [
