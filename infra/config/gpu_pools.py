@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, field_validator
 
-from infra.catalog.data import load_data
 from infra.catalog.gpus import largest_gpu_count
+from infra.catalog.zones import REGION_ZONE_IDS
 from infra.config.convert import (
     Int,
     Section,
@@ -29,9 +29,6 @@ from infra.config.gpu_pool import (
 )
 from infra.config.namespaces import did_you_mean
 from infra.config.system_nodes import instance_type_problem
-
-# Zone IDs per region (AWS's Availability Zones table, tools/generate_zone_ids.py): a pool's zone must be the stack's.
-REGION_ZONE_IDS: dict[str, list[str]] = load_data("zone_ids")["regions"]
 
 __all__ = ["LEGACY_GPU_POOL", "_FIELD_OF", "GpuPool", "GpuPoolKeys", "relation_problems"]
 
