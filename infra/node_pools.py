@@ -23,8 +23,9 @@ from infra.bottlerocket import (
     instance_store_policy,
 )
 from infra.catalog.gpus import LABEL
+from infra.catalog.selection import requirement
 from infra.config import PROJECT, GpuPool, StackConfig
-from infra.gpu.placement import PoolOffer
+from infra.gpu.placement import CAPACITY_TYPE, PoolOffer
 from infra.gpu.pools import (
     NODEOVERLAY_API_VERSION,
     capacity_reservation_terms,
@@ -32,6 +33,7 @@ from infra.gpu.pools import (
     gpu_classes,
     gpu_pool_spec,
     node_class_of,
+    node_class_ref,
     node_overlays,
 )
 from infra.gpu.static import (
@@ -117,26 +119,18 @@ def node_class_plan(cfg: StackConfig) -> dict[str, GpuPool | None]:
     return {DEFAULT_CLASS: None, **gpu_classes(cfg)}
 
 
-def _requirement(key: str, operator: str, *values: str) -> dict[str, Any]:
-    return {"key": key, "operator": operator, "values": list(values)}
-
-
-def _node_class_ref(node_class: str) -> dict[str, str]:
-    return {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class}
-
-
 def default_pool_spec(cfg: StackConfig) -> dict:
     return {
         "template": {
             "spec": {
-                "nodeClassRef": _node_class_ref(DEFAULT_CLASS),
+                "nodeClassRef": node_class_ref(DEFAULT_CLASS),
                 "requirements": [
-                    _requirement(f"{LABEL}category", "In", *DEFAULT_INSTANCE_CATEGORIES),
-                    _requirement(f"{LABEL}cpu", "Gt", str(DEFAULT_MIN_VCPU - 1)),
-                    _requirement(f"{LABEL}cpu", "Lt", str(DEFAULT_MAX_VCPU + 1)),
-                    _requirement("kubernetes.io/arch", "In", "amd64"),
-                    _requirement("kubernetes.io/os", "In", "linux"),
-                    _requirement("karpenter.sh/capacity-type", "In", "spot", "on-demand"),
+                    requirement(f"{LABEL}category", "In", *DEFAULT_INSTANCE_CATEGORIES),
+                    requirement(f"{LABEL}cpu", "Gt", str(DEFAULT_MIN_VCPU - 1)),
+                    requirement(f"{LABEL}cpu", "Lt", str(DEFAULT_MAX_VCPU + 1)),
+                    requirement("kubernetes.io/arch", "In", "amd64"),
+                    requirement("kubernetes.io/os", "In", "linux"),
+                    requirement(CAPACITY_TYPE, "In", "spot", "on-demand"),
                 ],
                 "expireAfter": DEFAULT_EXPIRE_AFTER,
             }

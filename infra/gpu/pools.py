@@ -22,7 +22,7 @@ from infra.gpu.limits import (
     pool_kind,
     pool_limits,
 )
-from infra.gpu.placement import EFA_POOL_LABEL, ZONE_ID
+from infra.gpu.placement import CAPACITY_TYPE, EFA_POOL_LABEL, NODEPOOL_LABEL, ZONE_ID
 
 GPU_CLASS = "gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
@@ -31,8 +31,6 @@ GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 # (then never initialize: the node advertises no nvidia.com/gpu) or, on MIG, silently get one partition.
 SHARING_TAINT_KEY = f"{PROJECT}/gpu-sharing"
 SHARING_TAINT_VALUES = {TIME_SLICING: "time-slicing", MIG: "mig"}
-NODEPOOL_LABEL = "karpenter.sh/nodepool"
-CAPACITY_TYPE = "karpenter.sh/capacity-type"
 NODEOVERLAY_API_VERSION = "karpenter.sh/v1alpha1"
 
 
@@ -59,6 +57,11 @@ def exists_tolerations(pools: Iterable[GpuPool]) -> list[dict[str, str]]:
             if toleration not in tolerations:
                 tolerations.append(toleration)
     return tolerations
+
+
+def node_class_ref(node_class: str) -> dict[str, str]:
+    """A NodePool's `nodeClassRef` to one of the stack's EC2NodeClasses."""
+    return {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class}
 
 
 def node_class_of(pool: GpuPool) -> str:
@@ -115,7 +118,7 @@ def gpu_pool_spec(pool: GpuPool, cfg: StackConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "template": {
             "spec": {
-                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": node_class_of(pool)},
+                "nodeClassRef": node_class_ref(node_class_of(pool)),
                 # Several capacity types in one pool: Karpenter prefers reserved, then Spot (price-capacity-
                 # optimized across every type and zone the requirements allow), then On-Demand.
                 # The seed's order (selection, capacity type, platform): the default plan stays unchanged.
