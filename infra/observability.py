@@ -72,6 +72,7 @@ class Observability(pulumi.ComponentResource):
             f"{name}-dashboard", dashboard_name=name_of_dashboard, dashboard_body=body, opts=child
         )
         metric = ALARM["metric"]
+        topics = [cfg.observability_alarm_topic] if cfg.observability_alarm_topic else None
         aws.cloudwatch.MetricAlarm(
             f"{name}-interruption-queue-stale",
             alarm_description=pulumi.Output.concat(
@@ -91,8 +92,8 @@ class Observability(pulumi.ComponentResource):
             comparison_operator="GreaterThanOrEqualToThreshold",
             treat_missing_data="notBreaching",
             # observabilityAlarmTopic: notified when the alarm fires and when it clears.
-            alarm_actions=[cfg.observability_alarm_topic] if cfg.observability_alarm_topic else None,
-            ok_actions=[cfg.observability_alarm_topic] if cfg.observability_alarm_topic else None,
+            alarm_actions=topics,
+            ok_actions=topics,
             opts=child,
         )
         self.dashboard_url = dashboard.dashboard_name.apply(lambda n: console_url(cfg.region, n))

@@ -93,9 +93,9 @@ def observability_line(cfg: Any) -> str:
     """Whether the CloudWatch add-on, dashboard and alarm are on, and what it costs (README, Observability)."""
     if not cfg.observability:
         return "Observability: off (observability false): no CloudWatch add-on, dashboard or alarm"
-    from infra.catalog.data import load_data
+    from infra.cloudwatch.addon import OBSERVABILITY  # loaded once, with the program
 
-    prices = load_data("observability")["prices"]
+    prices = OBSERVABILITY["prices"]
     logs = (
         f"container logs shipped (${prices['logs_ingestion_per_gb_usd']:.2f}/GB)"
         if cfg.observability_container_logs
