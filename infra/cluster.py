@@ -141,13 +141,14 @@ class Cluster(pulumi.ComponentResource):
         self.addons["coredns"] = self._addon(name, "coredns", cfg, depends_on=[self.system_node_group])
         # Sets AcceleratedHardwareReady (and kernel, storage, network conditions) on every node; Karpenter's
         # nodeRepair replaces GPU nodes it marks unhealthy. Needs no IAM (EKS user guide, node health add-on).
-        # Its DCGM server must reach every GPU node, or the agent itself marks them unhealthy (infra/node_health.py).
+        # Its DCGM server must reach every GPU node, or the agent itself marks them unhealthy; its configuration is the
+        # same for every stack, so no pool change rolls the DCGM server (infra/node_health.py).
         self.addons[NODE_MONITORING_ADDON] = self._addon(
             name,
             NODE_MONITORING_ADDON,
             cfg,
             depends_on=[self.system_node_group],
-            configuration=node_monitoring_configuration(cfg),
+            configuration=node_monitoring_configuration(),
         )
         self.k8s_provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
 

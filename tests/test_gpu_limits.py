@@ -12,11 +12,12 @@ from hypothesis import HealthCheck, given, settings
 
 from infra.catalog.gpus import CATALOG, requirement_holds
 from infra.config import ConfigError, parse_config
-from infra.gpu.limits import most_gpus, reaches
+from infra.gpu.limits import most_gpus, most_gpus_in_one_batch, reaches
 from infra.gpu.placement import OFFERING_KEYS
 from infra.gpu.pools import gpu_pool_spec, node_overlays
 from tests.conftest import PROJECT_ROOT, REFERENCE, render_here
 from tests.pool_strategies import valid_pool_sets
+from tools.render import read_stack_file
 
 GPU_COUNT = "karpenter.k8s.aws/instance-gpu-count"
 
@@ -78,6 +79,30 @@ def test_a_mig_pool_can_hold_its_second_node():
     assert most_gpus(pool, limits, initialized=False) <= 16
 
 
+def launched_in_one_batch(pool, limits, replicas: int, per_pod: int) -> int:
+    """The whole GPUs one scheduling pass launches for `replicas` pending pods of `per_pod` nvidia.com/gpu on the
+    pool's largest type: Karpenter plans a node per `gpus // per_pod` pods (before initialization it sees the physical
+    GPUs only) and creates NodeClaims while each still fits what the pass has left (scheduler.go
+    filterByRemainingResources L1068-1084, subtractMax L1045-1066; `nodes` is never counted down in the pass)."""
+    largest = max((CATALOG[n] for n in pool.matched_types), key=lambda t: t.gpu_count)
+    wanted = -(-replicas // (largest.gpu_count // per_pod))
+    allowed = most_gpus_in_one_batch(pool, limits)
+    nodes = wanted if allowed is None else min(wanted, allowed // largest.gpu_count)
+    return nodes * largest.gpu_count
+
+
+def test_one_scheduling_batch_of_the_mig_example_stays_within_the_pools_limit():
+    """examples/gpu-mig.yaml scaled to 56 replicas on mig-h100 (p5.48xlarge, gpuLimit 8: `nodes: 1`): one pass would
+    plan seven p5.48xlarge, 56 GPUs, while render printed "8 / 8" (kubernetes-sigs/karpenter#2915)."""
+    cfg = parse_config(read_stack_file(PROJECT_ROOT / "examples" / "stacks" / "Pulumi.gpu-pools.yaml"))
+    (pool,) = [p for p in cfg.gpu_pools if p.name == "mig-h100"]
+    limits = rendered_limits(cfg, pool)
+    assert launched_in_one_batch(pool, {"nodes": 1}, replicas=56, per_pod=1) == 56  # `nodes` alone: the overshoot
+    assert limits["nodes"] == 1  # kept: it holds the pool across passes
+    assert launched_in_one_batch(pool, limits, replicas=56, per_pod=1) == 8
+    assert most_gpus_in_one_batch(pool, limits) == 8
+
+
 def test_an_attribute_pool_admits_no_amd_gpu_of_karpenters_reference(karpenter_types):
     cfg, pool = one_pool(gpuCountMax=4)
     found = admitted(gpu_pool_spec(pool, cfg)["template"]["spec"]["requirements"], karpenter_types)
@@ -128,6 +153,13 @@ def test_every_pool_is_bounded_by_its_gpu_limit_in_both_phases_and_reaches_it(ra
             assert bound is not None and bound <= pool.gpu_limit, (pool.name, initialized, limits)
         if pool.gpu_limit % largest == 0:
             assert reaches(pool, limits, pool.gpu_limit), (pool.name, limits)
+        # One scheduling pass: never unbounded; above gpuLimit only for a MIG pool mixing types whose vCPUs per GPU
+        # differ, and then by at most that ratio (the cpu limit must admit the roomiest type).
+        batch = most_gpus_in_one_batch(pool, limits)
+        assert batch is not None, (pool.name, limits)
+        types = [CATALOG[n] for n in pool.matched_types]
+        spread = max(t.gpu_count / t.vcpu for t in types) / min(t.gpu_count / t.vcpu for t in types)
+        assert batch <= pool.gpu_limit * spread, (pool.name, limits, batch)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -152,12 +184,12 @@ def test_no_pool_or_overlay_admits_a_gpu_that_is_not_nvidia(karpenter_types, raw
                 assert counts == set(range(low, int(high) + 1))
 
 
-def test_render_prints_each_pools_bound_in_both_phases(tmp_path):
+def test_render_prints_each_pools_bound_in_both_phases_and_one_batch(tmp_path):
     result = render_here(
         "--config-file", str(PROJECT_ROOT / "examples/stacks/Pulumi.gpu-pools.yaml"), "--out", str(tmp_path / "o")
     )
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("  ")}
-    assert "32 / 32 (nvidia.com/gpu.shared <= 128)" in rows["inference"]
-    assert "16 / 16 (nvidia.com/gpu <= 16)" in rows["training"]
-    assert "8 / 8 (nodes <= 1)" in rows["mig-h100"]
+    assert "32 / 32 / 32 (nvidia.com/gpu.shared <= 128)" in rows["inference"]
+    assert "16 / 16 / 16 (nvidia.com/gpu <= 16)" in rows["training"]
+    assert "8 / 8 / 8 (nodes <= 1, cpu <= 192)" in rows["mig-h100"]

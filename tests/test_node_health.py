@@ -33,7 +33,9 @@ STACK_FILES = (PROJECT_ROOT / "Pulumi.dev.yaml", PROJECT_ROOT / "examples" / "st
 # The add-on's configuration schema (aws/eks-node-monitoring-agent charts/configuration.schema.json, v1.6.1 L81-105
 # and v1.7.0): `dcgmAgent` allows podAnnotations, podLabels, resources, resizePolicy, tolerations (and from v1.7.0
 # affinity, nodeSelector, priorityClassName), with additionalProperties false; tolerations are an array of objects.
-SCHEMA_DCGM_KEYS = {"tolerations": list}
+SCHEMA_DCGM_KEYS = {"tolerations": list, "affinity": dict}
+INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+GPU_MANUFACTURER = "karpenter.k8s.aws/instance-gpu-manufacturer"
 
 
 def addon(run, name: str = NODE_MONITORING):
@@ -82,10 +84,8 @@ def test_the_dcgm_server_tolerates_every_gpu_pool_taint_of_generated_stacks(raw)
     cfg = parse_config(raw)
     taints = [t for pool in cfg.gpu_pools for t in gpu_pool_spec(pool, cfg)["template"]["spec"]["taints"]]
     assert taints
-    tolerations = node_monitoring_configuration(cfg)["dcgmAgent"]["tolerations"]
+    tolerations = node_monitoring_configuration()["dcgmAgent"]["tolerations"]
     assert untolerated(taints, tolerations) == []
-    # One toleration per taint key and effect, each once (time-sliced and MIG pools share the sharing key).
-    assert len(tolerations) == len({(t["key"], t["effect"]) for t in tolerations})
 
 
 # --- the real chart, rendered as EKS would install the add-on -------------------------------------------------------
@@ -134,9 +134,62 @@ def test_the_chart_renders_a_dcgm_server_that_reaches_every_gpu_node(helm, commi
                 assert admits(pod["affinity"], gpu_type.labels), f"{name} ({pool['metadata']['name']})"
 
 
-def test_every_type_a_pool_can_select_is_in_the_pinned_charts_dcgm_affinity(helm, tmp_path):
-    """Attribute pools may match any amd64 NVIDIA type with whole GPUs of the catalog: the chart's instance-type list
-    must hold all of them (v1.6.1's lacks g7 and g7e), or those nodes get no DCGM server whatever they tolerate."""
+def reference_catalog(reference) -> dict[str, dict[str, str]]:
+    """Every instance type of Karpenter's reference (v1.14 docs) with the labels Karpenter puts on its nodes."""
+    types = json.loads((reference / "karpenter" / "instance-types.json").read_text())["instance_types"]
+    return {name: t["labels"] for name, t in types.items()}
+
+
+def monitored_nvidia(labels: dict[str, str]) -> bool:
+    """Where the agent asks DCGM: NVIDIA hardware on amd64. On arm64 (g5g) the agent disables its NVIDIA monitor and
+    never reports DCGMError (aws/eks-node-monitoring-agent v1.7.0 monitors/nvidia/monitor.go L86-90), and the chart
+    keeps `dcgm-server` off arm64 too (values.yaml `dcgmAgent.affinity`, "Only schedule on amd64 nodes")."""
+    return labels.get(GPU_MANUFACTURER) == "nvidia" and labels["kubernetes.io/arch"] == "amd64"
+
+
+def test_the_chart_admits_the_dcgm_server_on_every_monitored_nvidia_type_of_the_reference_and_no_other(
+    helm, reference, tmp_path
+):
     pod = dcgm_server(helm, run_stack_file(STACK_FILES[0], "dev"), tmp_path)
-    selectable = [n for n, t in CATALOG.items() if t.arch == "amd64" and t.gpu_count >= 1]
-    assert [n for n in selectable if not admits(pod["affinity"], CATALOG[n].labels)] == []
+    catalog = reference_catalog(reference)
+    admitted = {name for name, labels in catalog.items() if admits(pod["affinity"], labels)}
+    expected = {name for name, labels in catalog.items() if monitored_nvidia(labels)}
+    assert len(expected) > 50 and len(catalog) - len(expected) > 1000
+    assert admitted == expected
+
+
+def test_the_dcgm_server_lands_on_an_nvidia_type_the_charts_list_does_not_name(helm, reference, tmp_path):
+    """Attribute pools pick up types AWS launches after the chart froze its list (v1.7.0 `values.yaml` names 77
+    types; v1.6.1's lacked g7 and g7e). Every monitored NVIDIA type of the reference, under a name no list holds,
+    must still get its DCGM server: the affinity may not depend on the type's name."""
+    pod = dcgm_server(helm, run_stack_file(STACK_FILES[0], "dev"), tmp_path)
+    catalog = reference_catalog(reference)
+    for name, labels in catalog.items():
+        if monitored_nvidia(labels):
+            renamed = {**labels, INSTANCE_TYPE: f"{name.split('.')[0]}-next.{name.split('.')[1]}"}
+            assert admits(pod["affinity"], renamed), name
+
+
+def test_the_dcgm_server_tolerates_every_taint_a_gpu_node_can_carry(helm, tmp_path):
+    """Not only the pools' taints: a user's own taint, Karpenter's disruption taint, a cordon. A node it cannot run on
+    is repaired away (module docstring)."""
+    pod = dcgm_server(helm, run_stack_file(STACK_FILES[0], "dev"), tmp_path)
+    taints = [
+        {"key": "example.com/team", "value": "research", "effect": "NoSchedule"},
+        {"key": "karpenter.sh/disrupted", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"},
+        {"key": "example.com/evict", "value": "x", "effect": "NoExecute"},
+    ]
+    assert untolerated(taints, pod["tolerations"]) == []
+
+
+# --- independent of the pools: adding, removing or changing a pool never rolls dcgm-server --------------------------
+
+
+def test_the_committed_stacks_with_different_pools_get_byte_identical_configurations():
+    """A change of the add-on's configuration changes the DaemonSet's pod template and rolls dcgm-server on every GPU
+    node (README Node repair, "Upgrading the node monitoring add-on"), so no pool set may change it. Through the engine,
+    as `pulumi up` sends it; node_monitoring_configuration() takes no stack input at all."""
+    dev, pools = (run_stack_file(path, path.stem.removeprefix("Pulumi.")) for path in STACK_FILES)
+    assert gpu_pool_taints(dev) != gpu_pool_taints(pools)  # different pool sets ...
+    assert addon(dev).inputs["configurationValues"] == addon(pools).inputs["configurationValues"]  # ... same bytes

@@ -162,7 +162,7 @@ def _gpus(bound: int | None) -> str:
 def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
     """Which pod lands where: per pool, in the order Karpenter tries them (infra/gpu/placement.py), the resource its
     pods request, the taints they must tolerate, weight, capacity types, and the whole GPUs its limits allow before
-    and after nodes initialize (infra/gpu/limits.py)."""
+    and after nodes initialize and in one scheduling pass (infra/gpu/limits.py)."""
     from infra.catalog.gpus import EFA_RESOURCE
     from infra.gpu.limits import pool_bound
     from infra.gpu.placement import in_karpenters_order
@@ -170,7 +170,8 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
     from infra.node_pools import stack_offers
 
     gpu_pools = {pool.name: pool for pool in cfg.effective_gpu_pools}
-    rows = [("pool", "kind", "pods request", "and tolerate", "weight", "capacity", "GPUs before / after init")]
+    gpus_header = "GPUs before / after init / one batch"
+    rows = [("pool", "kind", "pods request", "and tolerate", "weight", "capacity", gpus_header)]
     offers = in_karpenters_order(stack_offers(cfg))
     # Static pools last: Karpenter never launches one for a pod (their weight column says so).
     for offer in [o for o in offers if not o.static] + [o for o in offers if o.static]:
@@ -182,7 +183,8 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
             continue
         bound = pool_bound(pool)
         taints = ", ".join(f"{t['key']}={t['value']}:{t['effect']}" for t in pool_taints(pool))
-        gpus = f"{_gpus(bound.before_initialization)} / {_gpus(bound.after_initialization)} ({bound.enforced_by})"
+        phases = (bound.before_initialization, bound.after_initialization, bound.one_batch)
+        gpus = f"{' / '.join(_gpus(b) for b in phases)} ({bound.enforced_by})"
         requests = requested_resource(pool) + (f", {EFA_RESOURCE}" if pool.efa else "")
         capacity = ", ".join(pool.capacity_types) + (f" in {pool.zone}" if pool.zone else "")
         weight = "static" if offer.static else str(offer.weight)

@@ -15,7 +15,18 @@ kubelet-device-plugins 1.25.x and 1.34.x):
   initialized; before, the instance type's `nvidia.com/gpu` and the overlay's `nvidia.com/gpu.shared`;
 - MIG: `nvidia.com/gpu` = GPUs x partitions once initialized; GPUs before.
 So each kind is limited by the one resource it counts the same in both phases: `nvidia.com/gpu`,
-`nvidia.com/gpu.shared` (gpuLimit x replicas) and, for MIG, where no GPU number is right in both phases, `nodes`.
+`nvidia.com/gpu.shared` (gpuLimit x replicas) and, for MIG, where no GPU number is right in both phases, `nodes`
+and `cpu`. A node's `cpu` is its vCPUs in both phases: the NodeClaim's is the type's DefaultVCpus
+(karpenter-provider-aws v1.14.1 `pkg/providers/instancetype/types.go` L352-354), the Node's the logical CPUs the
+kubelet finds, the same number.
+
+One scheduling pass (a batch) is bounded differently: it starts from what the limits leave and subtracts, per new
+NodeClaim, the largest capacity among its instance types (`scheduler.go` subtractMax, L1045-1066, called at L786); a
+type's capacity has no `nodes` (types.go computeCapacity L336-348), so `nodes` is only checked before the pass
+(L709-714) and never counted down inside it: one pass launched 101 NodeClaims past a `nodes` limit
+(kubernetes-sigs/karpenter#2915). A MIG pool's `cpu` limit (nodes x the most vCPUs of its types) is what bounds its
+batch. Static pools are provisioned by their own controller, which reserves against `nodes`
+(`pkg/controllers/static/provisioning/controller.go` L98-100).
 
 This module is the oracle the tests use and what `render` prints.
 """
@@ -36,6 +47,7 @@ GPU_RESOURCE = "nvidia.com/gpu"
 # new extended resource next to nvidia.com/gpu (bottlerocket settings docs, 1.25.x kubelet-device-plugins).
 SHARED_GPU_RESOURCE = "nvidia.com/gpu.shared"
 NODES = "nodes"
+CPU = "cpu"
 WHOLE, TIME_SLICING, MIG = "whole GPUs", "time-slicing", "MIG"
 # An EFA training pool (gpuPools[i].efa): whole GPUs, counted as such; its nodes also carry EFA interfaces, which
 # the pool does not limit (each node has its type's fixed number, so bounding GPUs bounds them).
@@ -81,7 +93,10 @@ def pool_limits(pool: SharedPool) -> dict[str, int]:
     if kind == TIME_SLICING:
         return {SHARED_GPU_RESOURCE: pool.gpu_limit * pool.time_slicing_replicas}
     if kind == MIG:
-        return {NODES: pool.gpu_limit // largest_gpu_count(pool.matched_types)}
+        nodes = pool.gpu_limit // largest_gpu_count(pool.matched_types)
+        # `nodes` holds the pool across passes; `cpu`, which a pass counts down per NodeClaim, holds one pass to as
+        # many nodes of the roomiest type (module docstring).
+        return {NODES: nodes, CPU: nodes * max(CATALOG[name].vcpu for name in pool.matched_types)}
     return {GPU_RESOURCE: pool.gpu_limit}
 
 
@@ -111,7 +126,7 @@ def counted(pool: SharedPool, gpu_type: GpuType, initialized: bool) -> dict[str,
     initialization a time-sliced node counts slices only if a NodeOverlay gives its GPU count some."""
     gpus = gpu_type.gpu_count
     kind = pool_kind(pool)
-    found = {NODES: 1}
+    found = {NODES: 1, CPU: gpu_type.vcpu}
     if kind == TIME_SLICING:
         slices = gpus * pool.time_slicing_replicas
         if initialized:
@@ -143,6 +158,17 @@ def most_gpus(pool: SharedPool, limits: Mapping[str, int], initialized: bool) ->
     return None if math.isinf(bound) else math.floor(bound)
 
 
+def most_gpus_in_one_batch(pool: SharedPool, limits: Mapping[str, int]) -> int | None:
+    """An upper bound on the whole GPUs one scheduling pass can launch for the pool; None: unbounded.
+
+    A pass counts each new NodeClaim at its instance type's capacity, the NodeClaim's (what `counted` gives before
+    initialization), and counts `nodes` down not at all (module docstring). A static pool's controller reserves
+    `nodes` as it creates NodeClaims, so there `nodes` holds."""
+    if pool.static:
+        return most_gpus(pool, limits, initialized=False)
+    return most_gpus(pool, {r: limit for r, limit in limits.items() if r != NODES}, initialized=False)
+
+
 def reaches(pool: SharedPool, limits: Mapping[str, int], gpus: int) -> bool:
     """Whether `gpus` whole GPUs on nodes of the pool's largest type stay within every limit in both phases."""
     largest = max((CATALOG[n] for n in pool.matched_types), key=lambda t: t.gpu_count)
@@ -164,6 +190,7 @@ class PoolBound:
     limits: dict[str, int]
     before_initialization: int | None
     after_initialization: int | None
+    one_batch: int | None
 
     @property
     def enforced_by(self) -> str:
@@ -173,4 +200,5 @@ class PoolBound:
 def pool_bound(pool: SharedPool) -> PoolBound:
     limits = pool_limits(pool)
     kind = pool_kind(pool) + (", static" if pool.static else "")
-    return PoolBound(kind, limits, most_gpus(pool, limits, False), most_gpus(pool, limits, True))
+    phases = most_gpus(pool, limits, False), most_gpus(pool, limits, True)
+    return PoolBound(kind, limits, *phases, most_gpus_in_one_batch(pool, limits))
