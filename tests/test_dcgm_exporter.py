@@ -65,7 +65,7 @@ def test_the_release_is_pinned_and_runs_on_the_agents_engine(stack):
 
 
 def test_the_addon_adds_one_scraping_agent_and_keeps_the_charts_two():
-    agents = scraping_agents("alpha")
+    agents = scraping_agents("alpha", {"role": "system"})
     assert [a["name"] for a in agents] == [
         "cloudwatch-agent",
         "cloudwatch-agent-cluster-scraper",
@@ -73,6 +73,7 @@ def test_the_addon_adds_one_scraping_agent_and_keeps_the_charts_two():
     ]
     scraper = agents[-1]
     assert scraper["mode"] == "deployment" and scraper["replicas"] == 1
+    assert scraper["nodeSelector"] == {"kubernetes.io/os": "linux", "role": "system"}
     prometheus = scraper["config"]["logs"]["metrics_collected"]["prometheus"]
     assert prometheus["cluster_name"] == "alpha"
     (declaration,) = prometheus["emf_processor"]["metric_declaration"]

@@ -28,7 +28,9 @@ ADDON: dict[str, str] = OBSERVABILITY["addon"]
 ADDON_NAME = ADDON["name"]
 
 
-def observability_configuration(cfg: StackConfig, cluster_name: str) -> dict[str, Any]:
+def observability_configuration(
+    cfg: StackConfig, cluster_name: str, system_node_selector: dict[str, str]
+) -> dict[str, Any]:
     """The add-on's `configuration_values` (chart values; keys of the add-on's configuration schema).
 
     Left at the chart's defaults on purpose: `tolerations` (`[{operator: Exists}]`, values.yaml "Provide default
@@ -55,5 +57,5 @@ def observability_configuration(cfg: StackConfig, cluster_name: str) -> dict[str
         # GPU utilization from the node's one DCGM engine. The add-on takes the chart's values ("The add-on and the
         # Helm chart use the same configuration values", CloudWatch user guide, eks-observability-addon-configure);
         # `agents` and `agent.prometheus.config` are in the chart's values.yaml from 4.3.0 to 6.4.0.
-        "agents": scraping_agents(cluster_name),
+        "agents": scraping_agents(cluster_name, system_node_selector),
     }

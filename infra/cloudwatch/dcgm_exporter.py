@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any
 
 from infra.catalog.data import load_data
-from infra.cluster import SYSTEM_NODE_SELECTOR
 
 OBSERVABILITY = load_data("observability")
 EXPORTER: dict[str, Any] = OBSERVABILITY["dcgm_exporter"]
@@ -152,7 +151,7 @@ def agent_config(cluster_name: str) -> dict[str, Any]:
     }
 
 
-def scraping_agents(cluster_name: str) -> list[dict[str, Any]]:
+def scraping_agents(cluster_name: str, system_node_selector: dict[str, str]) -> list[dict[str, Any]]:
     """The add-on's `agents` list: the chart's two default entries (values.yaml), then the GPU scraper.
 
     Setting `agents` replaces the chart's list, so its defaults are repeated. One replica in deployment mode on the
@@ -165,7 +164,7 @@ def scraping_agents(cluster_name: str) -> list[dict[str, Any]]:
             "name": SCRAPE_AGENT,
             "mode": "deployment",
             "replicas": 1,
-            "nodeSelector": {"kubernetes.io/os": "linux", **SYSTEM_NODE_SELECTOR},
+            "nodeSelector": {"kubernetes.io/os": "linux", **system_node_selector},
             "config": agent_config(cluster_name),
             "prometheus": {"config": scrape_config()},
         },
