@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 
 from infra.cloudwatch.addon import ADDON, ADDON_NAME, observability_configuration
 from infra.cloudwatch.dashboard import ALARM, alarm_dimensions, console_url, dashboard_body, dashboard_name
-from infra.cluster import Cluster, managed_policy_arn
+from infra.cloudwatch.dcgm_exporter import EXPORTER, IDLE_ALARM, exporter_values
+from infra.cluster import SYSTEM_NODE_SELECTOR, Cluster, managed_policy_arn
 from infra.config import StackConfig
 from infra.karpenter import Karpenter
 from infra.policies import pod_identity_trust_policy
@@ -50,7 +52,9 @@ class Observability(pulumi.ComponentResource):
             cluster_name=cluster.name,
             addon_name=ADDON_NAME,
             addon_version=cfg.addon_version(ADDON_NAME),
-            configuration_values=json.dumps(observability_configuration(cfg), sort_keys=True),
+            configuration_values=pulumi.Output.from_input(args.cluster_name).apply(
+                lambda n: json.dumps(observability_configuration(cfg, n, SYSTEM_NODE_SELECTOR), sort_keys=True)
+            ),
             pod_identity_associations=[
                 aws.eks.AddonPodIdentityAssociationArgs(role_arn=role.arn, service_account=ADDON["service_account"])
             ],
@@ -96,5 +100,43 @@ class Observability(pulumi.ComponentResource):
             ok_actions=topics,
             opts=child,
         )
+        # GPU utilization from the node monitoring agent's DCGM engine (infra/cloudwatch/dcgm_exporter.py).
+        k8s.helm.v3.Release(
+            f"{name}-dcgm-exporter",
+            name=EXPORTER["release"],
+            chart=EXPORTER["chart"],
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=EXPORTER["repository"]),
+            version=EXPORTER["version"],
+            namespace=EXPORTER["namespace"],
+            values=exporter_values(),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider, depends_on=[self.addon]),
+        )
+        idle = IDLE_ALARM["metric"]
+        for pool in cfg.effective_gpu_pools:
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{pool.name}-gpus-idle",
+                alarm_description=pulumi.Output.concat(
+                    "GPU pool ",
+                    pool.name,
+                    " of ",
+                    args.cluster_name,
+                    f": its GPUs were busy less than {IDLE_ALARM['threshold_ratio']:.0%} of the last hour"
+                    " (graphics engine active, DCGM); the GPU-seconds paid for sit idle.",
+                ),
+                namespace=idle["namespace"],
+                metric_name=idle["metric"],
+                dimensions=pulumi.Output.from_input(args.cluster_name).apply(
+                    lambda n, pool=pool.name: {"ClusterName": n, "NodePool": pool}
+                ),
+                statistic=idle["stat"],
+                period=IDLE_ALARM["period_seconds"],
+                evaluation_periods=IDLE_ALARM["evaluation_periods"],
+                threshold=IDLE_ALARM["threshold_ratio"],
+                comparison_operator="LessThanThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=topics,
+                ok_actions=topics,
+                opts=child,
+            )
         self.dashboard_url = dashboard.dashboard_name.apply(lambda n: console_url(cfg.region, n))
         self.register_outputs({"dashboard_url": self.dashboard_url})

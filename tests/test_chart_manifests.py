@@ -19,7 +19,12 @@ from tests.test_render import run_render
 from tools.charts import NOT_FOUND, find_helm, render_charts
 
 CHARTS = REFERENCE / "charts"
-ARCHIVES = ("karpenter-1.14.1.tgz", "karpenter-crd-1.14.1.tgz", "aws-load-balancer-controller-3.5.0.tgz")
+ARCHIVES = (
+    "karpenter-1.14.1.tgz",
+    "karpenter-crd-1.14.1.tgz",
+    "aws-load-balancer-controller-3.5.0.tgz",
+    "dcgm-exporter-4.8.2.tgz",
+)
 KARPENTER_CRDS = {
     "nodepools.karpenter.sh",
     "nodeclaims.karpenter.sh",
@@ -72,7 +77,7 @@ def container(deployment: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_every_release_is_rendered(rendered):
     releases = {path.stem for path in (rendered / "helm").glob("*.yaml")}
-    assert releases == {"karpenter", "karpenter-crd", "aws-load-balancer-controller"}
+    assert releases == {"karpenter", "karpenter-crd", "aws-load-balancer-controller", "dcgm-exporter"}
     assert {path.stem for path in (rendered / "charts").glob("*.yaml")} == releases
 
 
@@ -139,6 +144,7 @@ def test_missing_archive_and_failing_helm_are_one_line_each(helm, rendered, tmp_
     charts = tmp_path / "charts"
     charts.mkdir()
     shutil.copy(CHARTS / "karpenter-crd-1.14.1.tgz", charts)
+    shutil.copy(CHARTS / "dcgm-exporter-4.8.2.tgz", charts)
     (charts / "karpenter-1.14.1.tgz").write_bytes(b"not a chart archive")  # aws-load-balancer-controller: absent
 
     status = render_charts(out, charts, kube_version="1.33", helm=helm)
@@ -148,7 +154,7 @@ def test_missing_archive_and_failing_helm_are_one_line_each(helm, rendered, tmp_
     assert len(lines) == 2, lines
     assert "aws-load-balancer-controller-3.5.0.tgz not found" in lines[0]
     assert lines[1].startswith("charts: karpenter (karpenter-1.14.1.tgz): Error"), lines[1]
-    assert {path.name for path in (out / "charts").iterdir()} == {"karpenter-crd.yaml"}
+    assert {path.name for path in (out / "charts").iterdir()} == {"karpenter-crd.yaml", "dcgm-exporter.yaml"}
 
     (charts / "karpenter-1.14.1.tgz").unlink()
     assert render_charts(out, charts, kube_version="1.33", helm=helm) == 0  # missing archives alone do not fail

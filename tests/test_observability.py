@@ -18,6 +18,7 @@ ADDON = "aws:eks/addon:Addon"
 DASHBOARD_TYPE = "aws:cloudwatch/dashboard:Dashboard"
 ALARM_TYPE = "aws:cloudwatch/metricAlarm:MetricAlarm"
 OBSERVABILITY_TYPES = (DASHBOARD_TYPE, ALARM_TYPE, "eks-gpu-spot:index:Observability")
+QUEUE_ALARM = "observability-interruption-queue-stale"
 
 
 def cloudwatch_addon(run):
@@ -56,12 +57,14 @@ def test_the_addon_keeps_the_charts_tolerate_everything_default():
                 yield from keys(v, (*path, k))
 
     for logs in ("false", "true"):
-        configuration = observability_configuration(parse(observabilityContainerLogs=logs))
+        configuration = observability_configuration(parse(observabilityContainerLogs=logs), "c", {})
         assert not [k for k in keys(configuration) if "tolerations" in k or "nodeSelector" in k or "affinity" in k]
 
 
 def test_container_logs_key_turns_fluent_bit_on():
-    assert observability_configuration(parse(observabilityContainerLogs="true"))["containerLogs"] == {"enabled": True}
+    assert observability_configuration(parse(observabilityContainerLogs="true"), "c", {})["containerLogs"] == {
+        "enabled": True
+    }
 
 
 def test_the_agent_identity_is_pod_identity_with_the_cloudwatch_agent_policy(stack):
@@ -146,7 +149,7 @@ def test_dashboard_body_changes_with_the_stack_names():
 
 
 def test_alarm_fires_before_the_queue_drops_the_message(stack):
-    alarm = stack.one(ALARM_TYPE).inputs
+    alarm = stack.one(ALARM_TYPE, QUEUE_ALARM).inputs
     assert (alarm["namespace"], alarm["metricName"]) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
     assert alarm["dimensions"] == {"QueueName": stack.outputs["karpenter_interruption_queue"]}
     assert alarm["statistic"] == "Maximum"
@@ -232,8 +235,8 @@ TOPIC = "arn:aws:sns:us-west-2:123456789012:gpu-alerts"
 
 
 def test_the_alarm_notifies_the_configured_topic_and_nothing_by_default(stack):
-    assert "alarmActions" not in stack.one(ALARM_TYPE).inputs
-    alarm = render_stack(observabilityAlarmTopic=TOPIC).one(ALARM_TYPE).inputs
+    assert "alarmActions" not in stack.one(ALARM_TYPE, QUEUE_ALARM).inputs
+    alarm = render_stack(observabilityAlarmTopic=TOPIC).one(ALARM_TYPE, QUEUE_ALARM).inputs
     assert alarm["alarmActions"] == alarm["okActions"] == [TOPIC]
 
 
@@ -246,7 +249,7 @@ def test_cloudwatchs_own_api_model_accepts_the_dashboard_and_the_alarm(monkeypat
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")
     run = render_stack(observabilityAlarmTopic=TOPIC)
-    dashboard, alarm = run.one(DASHBOARD_TYPE).inputs, run.one(ALARM_TYPE).inputs
+    dashboard, alarm = run.one(DASHBOARD_TYPE).inputs, run.one(ALARM_TYPE, QUEUE_ALARM).inputs
     with mock_aws():
         cloudwatch = boto3.client("cloudwatch", region_name="us-west-2")
         cloudwatch.put_dashboard(DashboardName=dashboard["dashboardName"], DashboardBody=dashboard["dashboardBody"])

@@ -133,11 +133,12 @@ def test_missing_stack_file_is_one_clear_line(tmp_path):
 def test_helm_folder_holds_every_release_with_repository_chart_and_version(dev_render):
     _, out = dev_render
     releases = {p.stem: yaml.safe_load(p.read_text()) for p in (out / "helm").glob("*.yaml")}
-    assert set(releases) == {"karpenter-crd", "karpenter", "aws-load-balancer-controller"}
+    assert set(releases) == {"karpenter-crd", "karpenter", "aws-load-balancer-controller", "dcgm-exporter"}
     assert releases["karpenter"]["repository"] == "oci://public.ecr.aws/karpenter"
     assert releases["karpenter"]["chart"] == "karpenter" and releases["karpenter"]["skipCrds"] is True
     assert releases["karpenter-crd"]["chart"] == "karpenter-crd"
     assert releases["aws-load-balancer-controller"]["repository"] == "https://aws.github.io/eks-charts"
+    assert releases["dcgm-exporter"]["repository"] == "https://nvidia.github.io/dcgm-exporter/helm-charts"
     assert all(r["namespace"] == "kube-system" and r["version"] for r in releases.values())
 
 

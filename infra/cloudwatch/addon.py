@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.catalog.data import load_data
+from infra.cloudwatch.dcgm_exporter import scraping_agents
 from infra.config import StackConfig
 
 OBSERVABILITY = load_data("observability")
@@ -27,7 +28,9 @@ ADDON: dict[str, str] = OBSERVABILITY["addon"]
 ADDON_NAME = ADDON["name"]
 
 
-def observability_configuration(cfg: StackConfig) -> dict[str, Any]:
+def observability_configuration(
+    cfg: StackConfig, cluster_name: str, system_node_selector: dict[str, str]
+) -> dict[str, Any]:
     """The add-on's `configuration_values` (chart values; keys of the add-on's configuration schema).
 
     Left at the chart's defaults on purpose: `tolerations` (`[{operator: Exists}]`, values.yaml "Provide default
@@ -50,4 +53,9 @@ def observability_configuration(cfg: StackConfig) -> dict[str, Any]:
         "manager": {"applicationSignals": {"autoMonitor": {"monitorAllServices": False}}},
         # Fluent Bit ships every container's stdout to CloudWatch Logs at $0.50/GB: opt-in.
         "containerLogs": {"enabled": cfg.observability_container_logs},
+        # The chart's two agents plus one scraping the remote-mode dcgm-exporter (infra/cloudwatch/dcgm_exporter.py):
+        # GPU utilization from the node's one DCGM engine. The add-on takes the chart's values ("The add-on and the
+        # Helm chart use the same configuration values", CloudWatch user guide, eks-observability-addon-configure);
+        # `agents` and `agent.prometheus.config` are in the chart's values.yaml from 4.3.0 to 6.4.0.
+        "agents": scraping_agents(cluster_name, system_node_selector),
     }
