@@ -10,8 +10,8 @@ disconnects (NVIDIA/go-dcgm ec245c09, the exporter's go.mod pin, pkg/dcgm/admin.
 err = disconnectStandalone()` -> `dcgmDisconnect`), so an exporter restart leaves the engine and the agent's
 connection alone. README "GPU utilization" has the whole argument.
 
-Scheduling mirrors the `dcgm-server` rule (infra/node_health.py): an NVIDIA node
-(`karpenter.k8s.aws/instance-gpu-manufacturer In [nvidia]`, amd64, the only architecture GPU pools use:
+Scheduling is the `dcgm-server` rule itself (infra/data/node_monitoring.json, read by infra/node_health.py too): an
+NVIDIA node (`karpenter.k8s.aws/instance-gpu-manufacturer In [nvidia]`, amd64, the only architecture GPU pools use:
 infra/catalog/selection.py ARCH), every taint tolerated. The exporter requests no GPU: it reads through the engine.
 
 Into CloudWatch through the add-on's own chart values (one more CloudWatch agent, `agents`, in deployment mode with a
@@ -43,23 +43,12 @@ NODE_LABEL_DIMENSIONS = {
     "InstanceType": "node.kubernetes.io/instance-type",
 }
 
-NVIDIA_NODE_AFFINITY = {
-    "nodeAffinity": {
-        "requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [
-                {
-                    "matchExpressions": [
-                        {"key": "karpenter.k8s.aws/instance-gpu-manufacturer", "operator": "In", "values": ["nvidia"]},
-                        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
-                    ]
-                }
-            ]
-        }
-    }
-}
-# Every taint, as the agent's own DaemonSet does: a GPU node's taints are the pools' and Karpenter's, and an exporter
-# kept off a node would show its GPUs as not reporting, not as idle.
-TOLERATE_EVERYTHING = [{"operator": "Exists"}]
+# The very rule the node monitoring agent's `dcgm-server` is scheduled by (infra/data/node_monitoring.json): the
+# exporter is a client of that engine, so it runs exactly where the engine runs. Every taint is tolerated, as the
+# agent's own DaemonSet does: an exporter kept off a node would show its GPUs as not reporting, not as idle.
+_DCGM_SERVER = load_data("node_monitoring")["dcgm_server"]
+NVIDIA_NODE_AFFINITY: dict[str, Any] = _DCGM_SERVER["affinity"]
+TOLERATE_EVERYTHING: list[dict[str, str]] = _DCGM_SERVER["tolerations"]
 
 
 def exporter_values() -> dict[str, Any]:
