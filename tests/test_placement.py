@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.config import parse_config
-from infra.gpu.placement import Pod, PoolOffer, candidate_pools, lands_on, tolerates, untolerated
+from infra.gpu.placement import Pod, PoolOffer, tolerates, untolerated
 from infra.gpu.pools import GPU_TAINT, SHARING_TAINT_KEY, pool_taints, requested_resource
+from infra.gpu.scheduling import candidate_pools, lands_on
 from infra.node_pools import stack_offers
 from tests.conftest import PROJECT_ROOT
 from tests.pool_strategies import valid_pool_sets
