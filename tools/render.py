@@ -191,12 +191,15 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
 
 
 def pool_table_lines(cfg: Any) -> list[str]:
+    from infra.gpu.placement import NOT_MODELLED
+
     rows = pool_table_rows(cfg)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "Which pod lands where (pools in the order Karpenter tries them; a pod needs the request and every toleration):"
     ]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.append(f"  The model does not cover: {NOT_MODELLED} (README).")
     return lines + efa_lines(cfg) + reservation_lines(cfg)
 
 

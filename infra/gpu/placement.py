@@ -55,6 +55,9 @@ HOSTNAME = "kubernetes.io/hostname"
 ZONE_ID = "topology.k8s.aws/zone-id"
 # The label of EFA pools' nodes: the EFA device plugin runs where it is (infra/efa.py), not on an instance list.
 EFA_POOL_LABEL = f"{PROJECT}/efa"
+# What the model leaves out, as render prints it under the pool table (README, "What the placement model follows").
+NOT_MODELLED = ("DaemonSet overhead, topology spread, pod (anti-)affinity, volumes, existing nodes, reserved fallback, "
+                "minValues, offering availability, general pools' types, which fitting type is cheapest")  # fmt: skip
 # A claim's hostname is its own, unknown before launch: a pod naming one never fits a new claim (S/nodeclaim.go L97).
 _NEW_HOSTNAME = Requirement(frozenset({"<new node>"}), False)
 
@@ -87,6 +90,18 @@ def untolerated(taints: Iterable[Taint], tolerations: Iterable[Toleration]) -> l
 # Properties of the offering an instance launches in, not of its type: Karpenter matches them against offerings
 # (K pkg/apis/v1/labels.go L108-111; karpenter-provider-aws adds the zone ID to each offering's requirements).
 OFFERING_KEYS = (*OFFERING_KEYS, ZONE_ID)
+
+
+def provisioning_tolerates(taints: Iterable[Taint], tolerations: Iterable[Toleration]) -> bool:
+    """Karpenter's provisioning check, stricter than the kube-scheduler's: every taint, PreferNoSchedule included,
+    must be tolerated (K pkg/scheduling/taints.go L83-95); such a taint is tolerated only as the last relaxation."""
+    tolerations = list(tolerations)
+    return all(any(tolerates(t, taint) for t in tolerations) for taint in taints)
+
+
+# K preferences.go L132-147: the last relaxation, tried only after every affinity term (S/scheduler.go L146-151 turns
+# it on when some pool has such a taint; without one it changes nothing).
+_TOLERATE_PREFER_NO_SCHEDULE = {"operator": "Exists", "effect": "PreferNoSchedule"}
 
 
 @dataclass(frozen=True)
@@ -129,7 +144,8 @@ class Pod:
         return found
 
     def relaxed(self) -> Pod | None:
-        """K preferences.go L38-88: drop the first of several required terms, else the heaviest preferred term."""
+        """K preferences.go L38-88: drop the first of several required terms, else the heaviest preferred term, else
+        tolerate PreferNoSchedule taints."""
         if len(self.affinity_terms) > 1:
             return Pod(self.requests, self.tolerations, self.node_selector, self.affinity_terms[1:],
                        self.preferred_terms)  # fmt: skip
@@ -137,6 +153,9 @@ class Pod:
             heaviest = max(range(len(self.preferred_terms)), key=lambda i: self.preferred_terms[i][0])
             rest = [p for i, p in enumerate(self.preferred_terms) if i != heaviest]
             return Pod(self.requests, self.tolerations, self.node_selector, self.affinity_terms, rest)
+        if _TOLERATE_PREFER_NO_SCHEDULE not in self.tolerations:
+            tolerations = [*self.tolerations, _TOLERATE_PREFER_NO_SCHEDULE]
+            return Pod(self.requests, tolerations, self.node_selector, self.affinity_terms, self.preferred_terms)
         return None
 
     def relaxations(self) -> list[Pod]:
@@ -146,20 +165,16 @@ class Pod:
         return found
 
 
-_MEMORY_MIB = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
+# Kubernetes quantity suffixes (k8s.io/apimachinery pkg/api/resource/suffix.go): binary, decimal, milli.
+_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3}
 
 
 def quantity(name: str, value: Any) -> float:
     """cpu in cores, memory in MiB (as the catalog holds them), anything else as a count."""
     text = str(value)
-    if name == "cpu" and text.endswith("m"):
-        return float(text[:-1]) / 1000
-    if name == "memory":
-        for suffix, mib in _MEMORY_MIB.items():
-            if text.endswith(suffix):
-                return float(text[: -len(suffix)]) * mib
-        return float(text) / (1024 * 1024)
-    return float(text)
+    number = next((float(text[: -len(s)]) * factor for s, factor in _SUFFIXES.items() if text.endswith(s)), None)
+    number = float(text) if number is None else number
+    return number / 2**20 if name == "memory" else number
 
 
 @dataclass(frozen=True)
@@ -215,6 +230,7 @@ class PoolOffer:
     catalog: Mapping[str, GpuType] | Sequence[InstanceType] | None = None
     static: bool = False  # `replicas` set: Karpenter keeps its nodes but never launches one for a pod
     limits: Mapping[str, float] = field(default_factory=dict)  # spec.limits, in the units of `quantity`
+    well_known: frozenset[str] = reqs.WELL_KNOWN  # keys a pod may select though the pool does not define them
 
     @classmethod
     def from_spec(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from infra.catalog.gpus import EFA_RESOURCE
 from infra.gpu import requirements as reqs
-from infra.gpu.placement import EFA_POOL_LABEL, InstanceType, Pod, PoolOffer, Requirements, untolerated
+from infra.gpu.placement import EFA_POOL_LABEL, InstanceType, Pod, PoolOffer, Requirements, provisioning_tolerates
 
 # What a general (CPU) pool's unlisted types offer: no extended resource (K pkg/apis/v1/labels.go WellKnownResources).
 _GENERAL_RESOURCES = frozenset({"cpu", "memory", "pods", "ephemeral-storage"})
@@ -32,10 +32,10 @@ class Claim:
 
     def try_add(self, pod: Pod) -> bool:
         """S/nodeclaim.go CanAdd then Add: taints, compatibility, then the types that still fit."""
-        if untolerated(self.pool.taints, pod.tolerations):
+        if not provisioning_tolerates(self.pool.taints, pod.tolerations):
             return False
         incoming = pod.requirements()
-        if not reqs.compatible(self.requirements, incoming):
+        if not reqs.compatible(self.requirements, incoming, self.pool.well_known):
             return False
         merged = reqs.merged(self.requirements, incoming)
         total = dict(self.requests)
