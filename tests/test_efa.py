@@ -15,8 +15,9 @@ from infra.catalog.gpus import CATALOG, EFA_RESOURCE
 from infra.config import parse_config
 from infra.efa import CHART, CHART_VERSION, REGISTRY_ACCOUNTS, device_plugin_values
 from infra.gpu.limits import TRAINING, pool_kind
-from infra.gpu.placement import EFA_POOL_LABEL, Pod, efa_pods_stranded_on, lands_on, untolerated
+from infra.gpu.placement import EFA_POOL_LABEL, Pod, untolerated
 from infra.gpu.pools import pool_taints
+from infra.gpu.scheduling import efa_pods_stranded_on, lands_on
 from infra.node_pools import stack_offers
 from tests.conftest import config_error, parse, render_stack
 from tests.karpenter_crds import validate

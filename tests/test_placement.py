@@ -12,16 +12,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.config import parse_config
-from infra.gpu.placement import Pod, PoolOffer, candidate_pools, lands_on, tolerates, untolerated
+from infra.gpu.placement import Pod, PoolOffer, tolerates, untolerated
 from infra.gpu.pools import GPU_TAINT, SHARING_TAINT_KEY, pool_taints, requested_resource
+from infra.gpu.scheduling import candidate_pools, lands_on, schedule
 from infra.node_pools import stack_offers
 from tests.conftest import PROJECT_ROOT
 from tests.pool_strategies import valid_pool_sets
 from tests.readme import parse_readme
-from tools.render import pool_table_rows, read_stack_file
+from tools.render import pool_table_lines, pool_table_rows, read_stack_file
 
 EXAMPLE_STACK = PROJECT_ROOT / "examples" / "stacks" / "Pulumi.gpu-pools.yaml"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+# How a Deployment's replicas pack, pending together (infra/gpu/scheduling.py: in-flight claims first).
+PACKS_ONTO = re.compile(r"^# packs onto: (?P<nodes>\d+) nodes? of (?P<gpus>\d+) GPUs?$", re.MULTILINE)
 LANDS_ON = re.compile(r"^# lands on: (?P<pool>[a-z0-9-]+) \(stack (?P<stack>\S+)\)$", re.MULTILINE)
 
 
@@ -151,6 +154,16 @@ def test_every_example_lands_where_its_comment_says(example):
         # ...and lands there by its tolerations and request alone, not only by its node selector.
         unselected = {k: v for k, v in spec.items() if k != "nodeSelector"}
         assert pool in candidate_pools(Pod.from_spec(unselected), offers), name
+    for nodes, gpus in PACKS_ONTO.findall(example.read_text()):
+        ((name, spec, replicas),) = [(n, s, r) for n, s, r in deployments(example)]
+        claims = schedule([Pod.from_spec(spec)] * replicas, offers).claims
+        assert [(c.pool.name, c.gpus) for c in claims] == [(pool, int(gpus))] * int(nodes), name
+
+
+def deployments(path):
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc and doc.get("kind") == "Deployment":
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"], doc["spec"].get("replicas", 1)
 
 
 def test_readme_shows_the_example_stacks_table_as_render_prints_it(example_cfg):
@@ -162,9 +175,79 @@ def test_readme_shows_the_example_stacks_table_as_render_prints_it(example_cfg):
         assert rows[1:] == pool_table_rows(example_cfg)[1:], path.name
 
 
+def test_render_says_in_one_line_what_the_model_does_not_cover(example_cfg):
+    lines = pool_table_lines(example_cfg)
+    (line,) = [line for line in lines if "does not cover" in line]
+    assert "DaemonSet overhead" in line and line == lines[len(pool_table_rows(example_cfg)) + 1]
+
+
 def test_pool_offers_read_weight_taints_and_the_pool_label():
     offer = PoolOffer.from_spec(
         "p",
         {"weight": 7, "template": {"spec": {"taints": [GPU_TAINT], "requirements": []}}},
     )
     assert (offer.weight, offer.taints, offer.labels) == (7, [GPU_TAINT], {"karpenter.sh/nodepool": "p"})
+
+
+# --- the six disagreements with Karpenter v1.14.1 (issue 33), closed -------------------------------------------------
+
+
+def test_a_general_pools_own_requirements_are_checked(example_cfg):
+    """`default` admits c/m/r only (infra/node_pools.py): Karpenter leaves a CPU pod asking for category g Pending
+    (requirements.go Compatible: the pool defines the key, the values do not intersect)."""
+    offers = stack_offers(example_cfg)
+    assert lands_on(Pod(node_selector={"karpenter.k8s.aws/instance-category": "g"}), offers) is None
+    assert lands_on(Pod(node_selector={"karpenter.k8s.aws/instance-category": "m"}), offers) == "default"
+
+
+def test_well_known_labels_are_keys_not_domains(example_cfg):
+    """K pkg/apis/v1/labels.go L75-84 lists keys; `kubernetes.io/hostname` is a new node's own (nodeclaim.go L97)."""
+    offers = stack_offers(example_cfg)
+    gpu = {"requests": {"nvidia.com/gpu": 1}, "tolerations": [GPU_TOLERATION]}
+    assert lands_on(Pod(**gpu, node_selector={"kubernetes.io/team": "a"}), offers) is None
+    assert lands_on(Pod(**gpu, node_selector={"kubernetes.io/hostname": "node-1"}), offers) is None
+    # The catalog now carries size, category, generation and CPU manufacturer: a value no type has is Pending...
+    assert lands_on(Pod(**gpu, node_selector={"karpenter.k8s.aws/instance-size": "nano"}), offers) is None
+    # ...and one the pool's types have lands.
+    p5_labels = {"category": "p", "generation": "5", "size": "48xlarge", "cpu-manufacturer": "amd"}
+    p5 = {f"karpenter.k8s.aws/instance-{k}": v for k, v in p5_labels.items()}
+    assert lands_on(Pod(**gpu, node_selector=p5), offers) == "reserved-h100"
+
+
+def test_fit_uses_allocatable_not_raw_vcpus(example_cfg):
+    """p5.48xlarge has 192 vCPUs but 191450m allocatable (Karpenter's reference catalog): `cpu: 192` never fits."""
+    offers = stack_offers(example_cfg)
+    gpu = {"tolerations": [GPU_TOLERATION]}
+    assert lands_on(Pod(requests={"nvidia.com/gpu": 8, "cpu": 192}, **gpu), offers) is None
+    assert lands_on(Pod(requests={"nvidia.com/gpu": 8, "cpu": 191.45}, **gpu), offers) == "reserved-h100"
+
+
+def test_a_pool_at_its_limit_falls_through_to_the_next(example_cfg):
+    """scheduler.go L706-724: reserved-h100 (weight 100) has no GPU left; the pod goes to training, not Pending."""
+    offers = stack_offers(example_cfg)
+    pod = whole_gpu_pod()
+    assert lands_on(pod, offers) == "reserved-h100"
+    assert lands_on(pod, offers, used={"reserved-h100": {"nvidia.com/gpu": 8}}) == "training"
+    assert (
+        lands_on(pod, offers, used={"reserved-h100": {"nvidia.com/gpu": 8}, "training": {"nvidia.com/gpu": 16}}) is None
+    )
+
+
+def test_a_preference_is_required_first_then_relaxed(example_cfg):
+    """requirements.go L90-110, preferences.go L59-72: a preference Karpenter can meet picks the pool over weight."""
+    offers = stack_offers(example_cfg)
+    training = [(1, [{"key": "karpenter.sh/nodepool", "operator": "In", "values": ["training"]}])]
+    assert lands_on(Pod({"nvidia.com/gpu": 1}, [GPU_TOLERATION], preferred_terms=training), offers) == "training"
+    nowhere = [(1, [{"key": "karpenter.sh/nodepool", "operator": "In", "values": ["absent"]}])]
+    assert lands_on(Pod({"nvidia.com/gpu": 1}, [GPU_TOLERATION], preferred_terms=nowhere), offers) == "reserved-h100"
+
+
+def test_pods_fill_the_claim_in_flight_first_which_narrows_its_types(example_cfg):
+    """scheduler.go L582-612: eight one-slice pods go onto one claim; only types with 8 slices (2+ GPUs at 4 slices
+    each) hold them all, so the claim launches a 4-GPU type (no L4/A10G/L40S type has 2 GPUs), not two 1-GPU nodes."""
+    slice_pod = Pod({"nvidia.com/gpu.shared": 1}, [GPU_TOLERATION, {"key": SHARING_TAINT_KEY, "operator": "Exists"}])
+    result = schedule([slice_pod] * 8, stack_offers(example_cfg))
+    (claim,) = result.claims
+    assert claim.pool.name == "inference" and claim.gpus == 4
+    (four,) = schedule([slice_pod] * 4, stack_offers(example_cfg)).claims
+    assert four.gpus == 1

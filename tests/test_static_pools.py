@@ -12,7 +12,8 @@ import pytest
 
 from infra.catalog.gpus import CATALOG
 from infra.config import parse_config
-from infra.gpu.placement import EFA_POOL_LABEL, Pod, lands_on
+from infra.gpu.placement import EFA_POOL_LABEL, Pod
+from infra.gpu.scheduling import lands_on
 from infra.gpu.static import PROVISIONING_ANNOTATION, network_interfaces
 from infra.node_pools import nodepool_plan, stack_offers
 from tests.conftest import PROJECT_ROOT, config_error, parse, render_here, render_stack, run_stack_file

@@ -165,8 +165,8 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
     and after nodes initialize and in one scheduling pass (infra/gpu/limits.py)."""
     from infra.catalog.gpus import EFA_RESOURCE
     from infra.gpu.limits import pool_bound
-    from infra.gpu.placement import in_karpenters_order
     from infra.gpu.pools import pool_taints, requested_resource
+    from infra.gpu.scheduling import in_karpenters_order
     from infra.node_pools import stack_offers
 
     gpu_pools = {pool.name: pool for pool in cfg.effective_gpu_pools}
@@ -193,12 +193,15 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
 
 
 def pool_table_lines(cfg: Any) -> list[str]:
+    from infra.gpu.placement import NOT_MODELLED
+
     rows = pool_table_rows(cfg)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "Which pod lands where (pools in the order Karpenter tries them; a pod needs the request and every toleration):"
     ]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.append(f"  The model does not cover: {NOT_MODELLED} (README).")
     return lines + efa_lines(cfg) + reservation_lines(cfg)
 
 
@@ -233,7 +236,7 @@ def reservation_lines(cfg: Any) -> list[str]:
 
 def efa_lines(cfg: Any) -> list[str]:
     """Where a pod asking for EFA would be stranded (infra/gpu/placement.py efa_pods_stranded_on)."""
-    from infra.gpu.placement import efa_pods_stranded_on
+    from infra.gpu.scheduling import efa_pods_stranded_on
     from infra.node_pools import stack_offers
 
     if not any(pool.efa for pool in cfg.effective_gpu_pools):

@@ -34,6 +34,13 @@ class GpuType:
     local_nvme_gib: int
     arch: str
     efa: int = 0
+    category: str = ""
+    generation: int = 0
+    size: str = ""
+    cpu_manufacturer: str = ""
+    allocatable_millicpu: int = 0
+    allocatable_memory_mib: int = 0
+    pods: int = 0
 
     @property
     def labels(self) -> dict[str, str]:
@@ -43,6 +50,10 @@ class GpuType:
             "kubernetes.io/arch": self.arch,
             "kubernetes.io/os": "linux",
             f"{LABEL}family": self.family,
+            f"{LABEL}category": self.category,
+            f"{LABEL}generation": str(self.generation),
+            f"{LABEL}size": self.size,
+            f"{LABEL}cpu-manufacturer": self.cpu_manufacturer,
             f"{LABEL}gpu-name": self.gpu_name,
             f"{LABEL}gpu-manufacturer": "nvidia",
             f"{LABEL}gpu-count": str(self.gpu_count),
