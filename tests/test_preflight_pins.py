@@ -11,8 +11,9 @@ import pytest
 
 from infra.addons import addon_plan
 from infra.config import parse_config
+from infra.config.cluster import ADDONS
 from tests.aws_account import NODE_MONITORING_SCHEMA, addon_versions
-from tests.conftest import render_stack
+from tests.conftest import PROJECT_ROOT, render_stack
 from tests.test_preflight import G6_POOL, IAM_PREFIX, POLICY, Endpoint, _client, checks
 from tests.test_preflight import aws_env as aws_env  # the fixture
 from tools.preflight.aws import Aws
@@ -56,6 +57,18 @@ def test_the_addon_plan_is_what_the_program_installs(keys):
         )
     }
     assert installed == planned
+
+
+def test_every_pinned_addon_is_one_the_preflight_asks_about_and_the_pin_files_say_so():
+    """No pin in infra/data/eks_addons.json escapes the check: with observability on, the plan covers every add-on
+    pinned; each pin has its own source, and both data files name the preflight as what verifies them."""
+    plan = {p.name for p in addon_plan(config())}
+    assert plan == set(ADDONS)
+    data = json.loads((PROJECT_ROOT / "infra" / "data" / "eks_addons.json").read_text())
+    assert all(data["sources"][k][addon] for k, pins in data["versions"].items() for addon in pins)
+    assert "tools.preflight" in data["_verified_by"]
+    versions = json.loads((PROJECT_ROOT / "infra" / "data" / "kubernetes_versions.json").read_text())
+    assert "tools.preflight" in versions["bottlerocket"]["_verified_by"]
 
 
 # --- add-on versions ---------------------------------------------------------------------------------------------
