@@ -10,6 +10,7 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from infra.addons import ADDONS_BEFORE_NODES, NODE_MONITORING_ADDON
 from infra.config import StackConfig
 from infra.network import DISCOVERY_TAG, Network
 from infra.node_health import node_monitoring_configuration
@@ -25,9 +26,6 @@ NODE_POLICIES = (
     "AmazonEC2ContainerRegistryPullOnly",
     "AmazonSSMManagedInstanceCore",
 )
-# Add-ons the nodes need before they can become Ready; coredns (a Deployment) waits for the node group.
-ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
-NODE_MONITORING_ADDON = "eks-node-monitoring-agent"
 
 
 def ec2_trust_policy() -> str:

@@ -11,6 +11,7 @@ from infra.config import REGION, ConfigError, parse_config
 from tools.preflight import __doc__ as DOC
 from tools.preflight.aws import Aws, ClientFactory, session_factory
 from tools.preflight.checks import run_checks
+from tools.preflight.pins import check_pins
 from tools.preflight.report import EXIT_CONFIG, Preflight, as_json, as_text
 from tools.stack_files import StackFileError, add_stack_arguments, read_stack_file, stack_file, stack_name
 
@@ -31,7 +32,8 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
     parser = argparse.ArgumentParser(
         prog="python -m tools.preflight",
         description=DOC.splitlines()[0],
-        epilog="Exit codes: 0 every pool checked and able to launch (warnings allowed), 3 some pool is blocked, "
+        epilog="Exit codes: 0 every pool and pin checked, nothing blocked (warnings allowed), 3 some pool is blocked "
+        "or a pin AWS does not have, "
         "4 nothing blocked but some checks could not run (0 with --allow-unchecked), 2 invalid config.",
     )
     add_stack_arguments(parser)
@@ -49,12 +51,13 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
         compare = [r for r in args.regions if r != cfg.region]
         aws = Aws(factory or session_factory(raw.get("aws:profile")))
         region, reports = run_checks(aws, cfg, compare)
+        pins = check_pins(aws, cfg)
     except (StackFileError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     render = as_json if args.json else as_text
     stack = str(args.config_file) if args.config_file else stack_name(args)  # what the report is about, as given
-    run = Preflight(stack, cfg.region, region.zones or [], compare, reports, args.allow_unchecked)
+    run = Preflight(stack, cfg.region, region.zones or [], compare, reports, args.allow_unchecked, pins)
     print(render(run))
     return run.exit_code
 

@@ -143,16 +143,18 @@ class Aws:
                 raise Skip(f"{operation}: unreadable answer from {service} ({type(error).__name__})") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def pages(self, service: str, region: str, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
-        """Every item of `key` over at most MAX_PAGES pages."""
-        items: list[dict[str, Any]] = []
+    def pages(
+        self, service: str, region: str, operation: str, key: str, token: str = "NextToken", **params: Any
+    ) -> list[Any]:
+        """Every item of `key` over at most MAX_PAGES pages; `token` names the page token (EKS: `nextToken`)."""
+        items: list[Any] = []
         for _ in range(MAX_PAGES):
             page = self.call(service, region, operation, **params)
             items += page.get(key, [])
-            token = page.get("NextToken")
-            if not token:
+            following = page.get(token)
+            if not following:
                 return items
-            params = {**params, "NextToken": token}
+            params = {**params, token: following}
         return items
 
 

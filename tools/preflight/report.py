@@ -50,7 +50,30 @@ class PoolReport:
         return {"name": self.name, "verdict": self.verdict, **asdict(self), "checked": sorted(self.checked)}
 
 
-def exit_code(reports: list[PoolReport], allow_unchecked: bool = False) -> int:
+@dataclass
+class PinReport:
+    """The stack's pins AWS can confirm before a deploy (tools/preflight/pins.py): add-on versions and configuration,
+    Bottlerocket images, the EFA security group rules. Judged like a pool: a pin AWS does not have blocks."""
+
+    name: str = "pins"
+    blocking: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    addons: dict[str, str] = field(default_factory=dict)  # add-on -> the version checked
+    images: dict[str, str | None] = field(default_factory=dict)  # SSM parameter -> AMI ID (None: AWS has none)
+    checked: set[str] = field(default_factory=set)
+
+    verdict = PoolReport.verdict
+
+    def as_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, **asdict(self), "checked": sorted(self.checked)}
+
+
+Report = PoolReport | PinReport
+
+
+def exit_code(reports: list[Report], allow_unchecked: bool = False) -> int:
     if any(r.verdict == BLOCKED for r in reports):
         return EXIT_BLOCKED
     if not allow_unchecked and any(r.skipped or r.verdict == UNCHECKED for r in reports):
@@ -64,7 +87,7 @@ def split_skip(message: str) -> tuple[str, str]:
     return (label, reason) if reason else ("check", label)
 
 
-def reasons(reports: list[PoolReport]) -> dict[str, list[str]]:
+def reasons(reports: list[Report]) -> dict[str, list[str]]:
     """Each distinct reason a check could not run -> the checks (pool: check) it stopped, in first-seen order."""
     found: dict[str, list[str]] = {}
     for r in reports:
@@ -86,10 +109,16 @@ class Preflight:
     regions: list[str]
     reports: list[PoolReport]
     allow_unchecked: bool = False
+    pins: PinReport | None = None
+
+    @property
+    def judged(self) -> list[Report]:
+        """Everything the exit code and the reasons are about: the pins first, then each pool."""
+        return [*([self.pins] if self.pins else []), *self.reports]
 
     @property
     def exit_code(self) -> int:
-        return exit_code(self.reports, self.allow_unchecked)
+        return exit_code(self.judged, self.allow_unchecked)
 
 
 def as_json(run: Preflight) -> str:
@@ -98,8 +127,9 @@ def as_json(run: Preflight) -> str:
         "region": run.region,
         "zones": run.zones,
         "regions_compared": run.regions,
+        "pins": run.pins.as_json() if run.pins else None,
         "pools": [r.as_json() for r in run.reports],
-        "not_checked": [{"reason": reason, "checks": checks} for reason, checks in reasons(run.reports).items()],
+        "not_checked": [{"reason": reason, "checks": checks} for reason, checks in reasons(run.judged).items()],
         "exit_code": run.exit_code,
     }
     return json.dumps(document, indent=2)
@@ -107,33 +137,43 @@ def as_json(run: Preflight) -> str:
 
 def as_text(run: Preflight) -> str:
     stack, region, zones, regions, reports = run.stack, run.region, run.zones, run.regions, run.reports
-    why = list(reasons(reports))
+    why = list(reasons(run.judged))
+    numbered = {reason: i for i, reason in enumerate(why, 1)}
     where = f"zones {', '.join(zones)}" if zones else "zones unknown"
     compared = f"; compared with {', '.join(regions)}" if regions else ""
     lines = [
         f"Capacity preflight of stack '{stack}' in {region} ({where}{compared}). Spot capacity changes by the "
         "minute: this is now, not a promise."
     ]
+    if run.pins:
+        pins = run.pins
+        lines += ["", f"Pins AWS confirms before a deploy: {pins.verdict.upper()} ({', '.join(sorted(pins.checked))})"]
+        lines += _findings(pins, numbered)
     for r in reports:
         lines.append("")
         lines.append(
             f"{r.name}: {r.verdict.upper()} ({', '.join(r.capacity_types)}; at most {r.gpu_limit} GPUs; "
             f"types: {', '.join(r.instance_types)})"
         )
-        lines += [f"  blocking: {m}" for m in r.blocking]
-        lines += [f"  warning:  {m}" for m in r.warnings]
-        numbered = {reason: i for i, reason in enumerate(why, 1)}
-        skipped: dict[int, list[str]] = {}
-        for message in r.skipped:
-            label, reason = split_skip(message)
-            skipped.setdefault(numbered[reason], []).append(label)
-        lines += [f"  not checked: {', '.join(labels)} [{n}]" for n, labels in skipped.items()]
-        lines += [f"  note:     {m}" for m in r.notes]
+        lines += _findings(r, numbered)
     if why:
         lines += ["", "Not checked, and why (each reason once):"]
         lines += [f"  [{i}] {reason}" for i, reason in enumerate(why, 1)]
     counts = {v: sum(r.verdict == v for r in reports) for v in (READY, WARNINGS, BLOCKED, UNCHECKED)}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     pools = f"{len(reports)} pool" if len(reports) == 1 else f"{len(reports)} pools"
-    lines += ["", f"{pools}: {summary}; exit {run.exit_code}"]
+    pins = f"pins {run.pins.verdict}; " if run.pins else ""
+    lines += ["", f"{pins}{pools}: {summary}; exit {run.exit_code}"]
     return "\n".join(lines)
+
+
+def _findings(r: Report, numbered: dict[str, int]) -> list[str]:
+    lines = [f"  blocking: {m}" for m in r.blocking]
+    lines += [f"  warning:  {m}" for m in r.warnings]
+    skipped: dict[int, list[str]] = {}
+    for message in r.skipped:
+        label, reason = split_skip(message)
+        skipped.setdefault(numbered[reason], []).append(label)
+    lines += [f"  not checked: {', '.join(labels)} [{n}]" for n, labels in skipped.items()]
+    lines += [f"  note:     {m}" for m in r.notes]
+    return lines
