@@ -99,7 +99,7 @@ def test_a_project_key_under_another_namespace_is_pointed_home():
 def test_a_region_the_sdk_does_not_know_is_refused_without_advice_to_pin_zones(tmp_path):
     stderr = refused_by_render(tmp_path, "config:\n  aws:region: us-east-7\n")
     assert "aws:region = 'us-east-7'" in stderr and "partitions.json" in stderr
-    assert "did you mean 'us-east-1'" in stderr
+    assert "did you mean 'us-east-1' or 'us-east-2'" in stderr
     assert "availabilityZones" not in stderr
 
 
@@ -211,3 +211,12 @@ def test_preflight_advice_edits_the_file_it_read():
     args.config_file = None
     assert config_target(args) == "--stack dev"
 
+
+def test_preflight_compares_only_regions_the_sdk_knows():
+    import argparse
+
+    from tools.preflight.__main__ import regions_arg
+
+    assert regions_arg("us-east-1,eu-west-1") == ["us-east-1", "eu-west-1"]
+    with pytest.raises(argparse.ArgumentTypeError, match="us-east-7"):
+        regions_arg("us-east-1,us-east-7")

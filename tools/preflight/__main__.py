@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from infra.catalog.regions import sdk_description, sdk_regions
 from infra.config import REGION, ConfigError, parse_config
 from tools.preflight import __doc__ as DOC
 from tools.preflight.aws import Aws, ClientFactory, session_factory
@@ -22,6 +23,11 @@ def regions_arg(text: str) -> list[str]:
     bad = [r for r in regions if not REGION.match(r)]
     if bad:
         raise argparse.ArgumentTypeError(f"not an AWS region name: {', '.join(bad)}")
+    unknown = [r for r in regions if sdk_regions() and r not in sdk_regions()]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"not a region in the partition data of {sdk_description()}: {', '.join(unknown)}"
+        )
     if len(regions) > MAX_COMPARED:
         raise argparse.ArgumentTypeError(f"at most {MAX_COMPARED} regions")
     return list(dict.fromkeys(regions))
