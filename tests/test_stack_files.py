@@ -5,7 +5,6 @@ the program was not checked against; every problem of one run reported; and advi
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -220,3 +219,16 @@ def test_preflight_compares_only_regions_the_sdk_knows():
     assert regions_arg("us-east-1,eu-west-1") == ["us-east-1", "eu-west-1"]
     with pytest.raises(argparse.ArgumentTypeError, match="us-east-7"):
         regions_arg("us-east-1,us-east-7")
+
+
+def test_the_tested_karpenter_minor_is_the_one_of_the_reference_chart_and_the_kubernetes_ranges(reference):
+    import yaml
+
+    from infra.catalog.kubernetes_versions import KARPENTER_RANGES
+    from infra.config.karpenter import KarpenterKeys
+
+    chart = yaml.safe_load((reference / "karpenter" / "chart" / "Chart.yaml").read_text())
+    minor = ".".join(chart["version"].split(".")[:2])
+    assert parse_config({"eks-gpu-spot:karpenterVersion": chart["version"]}).karpenter_version == chart["version"]
+    assert minor in KARPENTER_RANGES
+    assert KarpenterKeys.model_fields["karpenter_version"].default.startswith(minor + ".")
