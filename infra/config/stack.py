@@ -57,7 +57,7 @@ def relation_problems(cfg: StackConfig) -> list[ConfigProblem]:
 def parse_config(raw: Mapping[str, Any]) -> StackConfig:
     """Validate a raw config map whose keys are `eks-gpu-spot:<key>` (or bare `<key>`) and `aws:region`."""
     values: dict[str, Any] = {}
-    problems: list[ConfigProblem] = namespace_problems(raw)
+    problems: list[ConfigProblem] = namespace_problems(raw, KNOWN_KEYS)
     for full_key, value in raw.items():
         namespace, _, key = str(full_key).rpartition(":")
         if full_key == REGION_KEY:
@@ -68,7 +68,7 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
             else:
                 hint = did_you_mean(key, KNOWN_KEYS)
                 problems.append(ConfigProblem(key, value, f"unknown key; {hint}known keys: {', '.join(KNOWN_KEYS)}"))
-        # Other namespaces (aws:, kubernetes:, pulumi:) belong to providers and the engine.
+        # Other namespaces: the packages' (aws:, kubernetes:, ...) or errors of namespace_problems.
     try:
         cfg = StackConfig.model_validate(values)
     except ValidationError as error:
