@@ -190,3 +190,33 @@ def stack_file(args: argparse.Namespace) -> Path:
 def stack_arguments(args: argparse.Namespace) -> str:
     """The same stack, as arguments to hand to another command."""
     return f"--config-file {args.config_file}" if args.config_file else f"--stack {stack_name(args)}"
+
+
+def own_stack_file(args: argparse.Namespace) -> bool:
+    """Whether the file read is this project's Pulumi.<stack>.yaml, the one `pulumi ... --stack <stack>` reads."""
+    return args.config_file is None or args.config_file.resolve() == (ROOT / f"Pulumi.{stack_name(args)}.yaml")
+
+
+def config_target(args: argparse.Namespace) -> str:
+    """What a `pulumi config` command needs to edit the file these tools read: `--stack NAME` for the project's own
+    stack file, else `--config-file PATH` (Pulumi then reads and writes that file instead of Pulumi.<stack>.yaml:
+    `pulumi config --config-file`, pulumi.com/docs/iac/cli/commands/pulumi_config)."""
+    return f"--stack {stack_name(args)}" if own_stack_file(args) else f"--config-file {args.config_file}"
+
+
+def deploy_advice(args: argparse.Namespace) -> str:
+    """How to deploy what was read: its stack, or, for a file that is no stack of this project (an example), how to
+    make it one (`pulumi up --config-file`, pulumi.com/docs/iac/cli/commands/pulumi_up)."""
+    if own_stack_file(args):
+        return f"deploy with `pulumi up --stack {stack_name(args)}`"
+    return (
+        f"deploy this file as a stack of yours (it is no Pulumi.<stack>.yaml of this project): `pulumi stack init "
+        f"<name>`, then `pulumi up --stack <name> --config-file {args.config_file}`, or copy its config: into "
+        "Pulumi.<name>.yaml"
+    )
+
+
+def source_label(args: argparse.Namespace) -> str:
+    """What a report is about: the stack, and the file when it is not the stack's own (`gpu-pools` from
+    examples/stacks/Pulumi.gpu-pools.yaml)."""
+    return "" if own_stack_file(args) else str(args.config_file)

@@ -3,7 +3,7 @@
 botocore 1.44.5 loads `partitions` from `botocore/data/partitions.json` (loaders.py: `BUILTIN_DATA_PATH =
 os.path.join(BOTOCORE_ROOT, 'data')`; client.py: `self._loader.load_data('partitions')`), and its endpoint rules
 resolve a region's partition from that file (endpoint_provider.py `aws_partition`). Each partition lists its regions
-under `regions`; pseudo-regions like `aws-global` are not region names (infra/config REGION) and are left out. The file
+under `regions`; pseudo-regions like `aws-global` are not region names and are left out. The file
 is read as JSON, without importing botocore (its import takes a noticeable part of a second).
 """
 
@@ -13,9 +13,11 @@ import functools
 import importlib.metadata
 import importlib.util
 import json
+import re
 from pathlib import Path
 
-from infra.config.convert import REGION
+# A region name (us-west-2, eusc-de-east-1); `aws-global` and its like are endpoint names, not regions.
+_REGION_NAME = re.compile(r"^[a-z]+(?:-[a-z]+)+-[0-9]+$")
 
 
 def partitions_file() -> Path | None:
@@ -38,7 +40,7 @@ def sdk_regions() -> dict[str, str]:
         region: partition["id"]
         for partition in document.get("partitions", [])
         for region in partition.get("regions", {})
-        if REGION.match(region)
+        if _REGION_NAME.match(region)
     }
 
 

@@ -13,7 +13,15 @@ from tools.preflight import __doc__ as DOC
 from tools.preflight.aws import Aws, ClientFactory, session_factory
 from tools.preflight.checks import run_checks
 from tools.preflight.report import EXIT_CONFIG, Preflight, as_json, as_text
-from tools.stack_files import StackFileError, add_stack_arguments, read_stack_file, stack_file, stack_name
+from tools.stack_files import (
+    StackFileError,
+    add_stack_arguments,
+    config_target,
+    read_stack_file,
+    source_label,
+    stack_file,
+    stack_name,
+)
 
 MAX_COMPARED = 9  # GetSpotPlacementScores takes at most 10 regions, the stack's own included
 
@@ -54,13 +62,14 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
         cfg = parse_config(raw)
         compare = [r for r in args.regions if r != cfg.region]
         aws = Aws(factory or session_factory(raw.get("aws:profile")))
-        region, reports = run_checks(aws, cfg, compare)
+        region, reports = run_checks(aws, cfg, compare, config_target(args))
     except (StackFileError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     render = as_json if args.json else as_text
-    stack = str(args.config_file) if args.config_file else stack_name(args)  # what the report is about, as given
-    run = Preflight(stack, cfg.region, region.zones or [], compare, reports, args.allow_unchecked)
+    # Named as render names it, with the file when it is not the stack's own; its advice edits that file.
+    source = source_label(args)
+    run = Preflight(stack_name(args), cfg.region, region.zones or [], compare, reports, args.allow_unchecked, source)
     print(render(run))
     return run.exit_code
 

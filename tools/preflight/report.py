@@ -86,6 +86,7 @@ class Preflight:
     regions: list[str]
     reports: list[PoolReport]
     allow_unchecked: bool = False
+    source: str = ""  # the stack file read, when it is not the stack's own Pulumi.<stack>.yaml
 
     @property
     def exit_code(self) -> int:
@@ -95,6 +96,7 @@ class Preflight:
 def as_json(run: Preflight) -> str:
     document = {
         "stack": run.stack,
+        "config_file": run.source or None,
         "region": run.region,
         "zones": run.zones,
         "regions_compared": run.regions,
@@ -110,9 +112,10 @@ def as_text(run: Preflight) -> str:
     why = list(reasons(reports))
     where = f"zones {', '.join(zones)}" if zones else "zones unknown"
     compared = f"; compared with {', '.join(regions)}" if regions else ""
+    source = f" ({run.source})" if run.source else ""
     lines = [
-        f"Capacity preflight of stack '{stack}' in {region} ({where}{compared}). Spot capacity changes by the "
-        "minute: this is now, not a promise."
+        f"Capacity preflight of stack '{stack}'{source} in {region} ({where}{compared}). Spot capacity changes by "
+        "the minute: this is now, not a promise."
     ]
     for r in reports:
         lines.append("")
