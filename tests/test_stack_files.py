@@ -5,10 +5,14 @@ the program was not checked against; every problem of one run reported; and advi
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from infra.catalog.kubernetes_versions import BOTTLEROCKET_NVIDIA_VARIANTS, SUPPORTED
 from infra.catalog.zones import REGION_ZONE_IDS
 from infra.config import ConfigError, parse_config
 from tests.conftest import PROJECT_ROOT, render_here
@@ -232,3 +236,76 @@ def test_the_tested_karpenter_minor_is_the_one_of_the_reference_chart_and_the_ku
     assert parse_config({"eks-gpu-spot:karpenterVersion": chart["version"]}).karpenter_version == chart["version"]
     assert minor in KARPENTER_RANGES
     assert KarpenterKeys.model_fields["karpenter_version"].default.startswith(minor + ".")
+
+
+# --- property: mutated stack files load only when every key was understood -------------------------------------------
+
+FICTIONAL_REGIONS = ("us-east-7", "eu-west-9", "ap-north-4", "xx-east-1")
+# Versions EKS supports (infra/data/kubernetes_versions.json) that Bottlerocket 1.64.0 builds NVIDIA variants for.
+KUBERNETES = tuple(v for v in SUPPORTED if v in BOTTLEROCKET_NVIDIA_VARIANTS["1.64.0"])
+
+
+@st.composite
+def mutated_stack_files(draw) -> tuple[str, dict[str, str], set[str]]:
+    """A valid stack file with mutations of its root, namespaces, region, versions and numbers: (its text, what a
+    loaded config must hold when nothing was wrong, the keys an error must name when something was)."""
+    good: dict[str, str] = {}
+    bad: set[str] = set()
+    region = draw(st.sampled_from(sorted(REGION_ZONE_IDS)) | st.sampled_from(FICTIONAL_REGIONS))
+    entries = [("aws:region", region)]
+    if region not in REGION_ZONE_IDS:
+        bad.add("aws:region")
+    good["region"] = region
+    values = {
+        "gpuLimit": draw(st.sampled_from(["16", "32", "64", "'24'", "16.0", "0x20"])),
+        "karpenterVersion": draw(st.sampled_from(["1.14.0", "1.14.1", "'1.14.7'", "1.15.0", "1.13.2", "1.14"])),
+        "kubernetesVersion": draw(st.sampled_from([f"'{v}'" for v in KUBERNETES] + ["1.30", "1.33", "1.36"])),
+    }
+    for key, text in values.items():
+        namespace = draw(st.sampled_from(["eks-gpu-spot:", "eks-gpu-spot:", "", "eks-spot-gpu:", "awsx:", "team:"]))
+        entries.append((f"{namespace}{key}", text))
+        if namespace not in ("eks-gpu-spot:", ""):
+            bad.add(f"{namespace}{key}")
+            continue
+        unquoted = text.strip("'")
+        valid = {
+            "gpuLimit": text in ("16", "32", "64", "'24'"),
+            "karpenterVersion": unquoted.startswith("1.14.") and text != "1.14",
+            "kubernetesVersion": text.startswith("'"),
+        }[key]
+        if valid:
+            good[key] = unquoted
+        else:
+            bad.add(key)
+    root = draw(st.sampled_from(["config", "config", "config", "top", "Config", "extra", "secretsprovider"]))
+    lines = [f"{key}: {text}" for key, text in entries]
+    if root == "top":
+        text, bad = "\n".join(lines) + "\n", {key for key, _ in entries}
+    elif root == "Config":
+        text, bad = "Config:\n" + "".join(f"  {line}\n" for line in lines), {"Config"}
+    else:
+        head = {"extra": "stack: prod\n", "secretsprovider": "secretsprovider: passphrase\n"}.get(root, "")
+        text = head + "config:\n" + "".join(f"  {line}\n" for line in lines)
+        if root == "extra":
+            bad.add("stack")
+    return text, good, bad
+
+
+@settings(max_examples=40, deadline=None)
+@given(mutated_stack_files())
+def test_a_mutated_stack_file_loads_only_when_every_key_was_understood(case):
+    text, good, bad = case
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "Pulumi.p.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            cfg = parse_config(read_stack_file(path))  # what render and preflight run first: exit 2 on ConfigError
+        except ConfigError as error:
+            assert bad, f"refused a file with nothing wrong:\n{text}{error}"
+            assert bad <= set(error.keys), f"{bad} not all named:\n{text}{error}"
+            return
+    assert not bad, f"loaded a file with {bad} wrong:\n{text}"
+    assert cfg.region == good["region"]
+    assert cfg.gpu_limit == int(good["gpuLimit"])
+    assert cfg.karpenter_version == good["karpenterVersion"]
+    assert cfg.kubernetes_version == good["kubernetesVersion"]
