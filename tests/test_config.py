@@ -76,7 +76,7 @@ BAD_INPUTS = [
     ("systemNodeMinSize", "1", ["between 2 and 100", "Karpenter"]),
     ("endpointPublicAccess", "yes", ["true or false"]),
     ("controlPlaneLogRetentionDays", "10", ["not a CloudWatch retention"]),
-    ("karpenterVersion", "0.37.0", [">= 1.8.0"]),
+    ("karpenterVersion", "0.37.0", ["is not a 1.14.x release"]),
     ("bottlerocketVersion", "latest", ["not a version"]),
     ("bottlerocketVersion", "1.40.0", [">= 1.46.0"]),
     ("gpuConsolidateAfter", "30s", ["at least 5m"]),

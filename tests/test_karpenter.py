@@ -335,7 +335,7 @@ def test_spot_service_linked_role_only_when_asked(render, create):
 def test_controller_image_is_left_to_the_chart_which_pins_it_by_digest(render):
     # The published 1.14.1 chart writes `1.14.1@sha256:...` into its values at release time (shared/reference
     # README): overriding controller.image would only drop that digest pin.
-    for version in ("1.14.1", "1.13.2"):
+    for version in ("1.14.1", "1.14.0"):
         release = next(r for r in render(karpenterVersion=version).of_type(RELEASE) if r.inputs["name"] == "karpenter")
         assert release.inputs["version"] == version
         assert "image" not in release.inputs["values"]["controller"]

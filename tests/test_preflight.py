@@ -232,12 +232,16 @@ def test_a_pool_whose_only_type_is_not_offered_in_the_region_is_blocked(aws_env,
     code, document = preflight(path, endpoint, "--regions", "us-east-2", capsys=capsys)
 
     assert code == 3
-    assert document["stack"] == str(path)
+    # The report names the stack as render does, and the file it read; its advice edits that file.
+    assert document["stack"] == "test" and document["config_file"] == str(path)
     [pool] = document["pools"]
     assert pool["verdict"] == BLOCKED
     [blocking] = pool["blocking"]
     assert "none of its types (p5.48xlarge) is offered in the stack's zones of eu-central-1" in blocking
-    assert "offered in us-east-2 (a stack there: `pulumi config set aws:region us-east-2`)" in blocking
+    assert (
+        f"offered in us-east-2 (a stack there: `pulumi config set aws:region us-east-2 --config-file {path}`)"
+        in blocking
+    )
     # Nothing else is asked about a pool that can never launch.
     assert endpoint.called("get_service_quota") == endpoint.called("get_spot_placement_scores") == []
 

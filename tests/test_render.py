@@ -103,7 +103,7 @@ IN_ENGINE = {"sa-east-1", "availabilityZones"}
         ("config: [1, 2\n", ["not a readable YAML file"]),
         ("- just\n- a list\n", ["expected a mapping"]),
         ("config:\n  aws:region: mars-north-1\n", ["aws:region", "not an AWS region"]),
-        ("config:\n  aws:region: xx-east-9\n", ["aws:region", "no zone IDs known", "availabilityZones"]),
+        ("config:\n  aws:region: xx-east-9\n", ["aws:region", "not a region in the AWS partition data of botocore"]),
         ("config:\n  aws:region: cn-north-1\n", ["aws:region", "aws-cn partition", "refuses"]),
         ("config:\n  eks-gpu-spot:availabilityZones: [usw2-az1, use1-az2]\n", ["availabilityZones[1]", "usw2-az3"]),
         ("config:\n  eks-gpu-spot:clusterNamePrefix:\n    secure: AAAA\n", ["secret"]),

@@ -29,7 +29,9 @@ from tools.charts import existing_dir, render_charts
 from tools.stack_files import (
     StackFileError,
     add_stack_arguments,
+    deploy_advice,
     read_stack_file,
+    source_label,
     stack_arguments,
     stack_file,
     stack_name,
@@ -251,10 +253,12 @@ def efa_lines(cfg: Any) -> list[str]:
     ]
 
 
-def summary(run: Any, stack: str, region: str, zones: Sequence[str] = ()) -> str:
+def summary(run: Any, stack: str, region: str, zones: Sequence[str] = (), source: str = "") -> str:
+    """`source`: the file read, when it is not the stack's own Pulumi.<stack>.yaml."""
     counts = Counter(r.type for r in run.registrations)
     width = max(map(len, counts)) if counts else 10
-    lines = [f"Offline render of stack '{stack}' ({region}): nothing was contacted; ids and ARNs are placeholders."]
+    where = f"{source}, {region}" if source else region
+    lines = [f"Offline render of stack '{stack}' ({where}): nothing was contacted; ids and ARNs are placeholders."]
     lines += [f"  {type_:<{width}}  {n:>3}" for type_, n in sorted(counts.items())]
     lines.append(f"  {'total':<{width}}  {sum(counts.values()):>3}")
     lines += zones
@@ -399,15 +403,15 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_outputs(run, out)
-    print(summary(run, stack, cfg.region, zone_lines(cfg)))
+    print(summary(run, stack, cfg.region, zone_lines(cfg), source_label(args)))
     print(version_line)
     print(observability_line(cfg))
     print("\n".join(gpu_pool_lines(cfg, stack_arguments(args))))
     files = ["resources.json", "critical-path.json", "outputs.json", *(["dashboard.json"] * cfg.observability)]
     print(f"Wrote {', '.join(f'{out}/{f}' for f in [*files, 'kubernetes/', 'helm/'])}")
     print(
-        f"Next: check capacity with `uv run python -m tools.preflight {stack_arguments(args)}`, then deploy with "
-        f"`pulumi up --stack {stack}` (README, Deploy)"
+        f"Next: check capacity with `uv run python -m tools.preflight {stack_arguments(args)}`, then "
+        f"{deploy_advice(args)} (README, Deploy)"
     )
     if args.chart_dir is not None:  # tools/charts.py: what each problem prints and which ones fail the run
         return render_charts(out, args.chart_dir, kube_version=cfg.kubernetes_version)

@@ -3,6 +3,7 @@ control-plane logs, add-on versions; and the rules between them."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ from pydantic import Field, field_validator
 
 from infra.catalog.data import load_data
 from infra.catalog.kubernetes_versions import BOTTLEROCKET_NVIDIA_VARIANTS, KARPENTER_RANGES, NEWEST, SUPPORTED, minor
+from infra.catalog.regions import sdk_description, sdk_regions
 from infra.config.convert import (
     REGION,
     REGION_KEY,
@@ -64,6 +66,16 @@ class ClusterKeys(Section):
     def _region(cls, v: str) -> str:
         if not REGION.match(v):
             raise ValueError("is not an AWS region name (like us-west-2)")
+        known = sdk_regions()
+        if known and v not in known:
+            # A name of the right shape in no partition (us-east-7) is not a region: render would draw a cluster
+            # in it. A region newer than the installed SDK is in a newer botocore.
+            close = sorted(difflib.get_close_matches(v, list(known), n=3, cutoff=0.8))
+            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+            raise ValueError(
+                f"is not a region in the AWS partition data of {sdk_description()}; {hint}"
+                "if it is a region newer than that, upgrade boto3 (uv lock --upgrade-package boto3)"
+            )
         return v
 
     @field_validator("cluster_name_prefix")

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from infra.config.errors import item_error
+from infra.config.errors import item_error, item_errors
 
 PROJECT = "eks-gpu-spot"
 REGION_KEY = "aws:region"
@@ -111,20 +111,23 @@ def check_items(
     items: Sequence[Any], check: Callable[[int, Any], str | None] | None = None, allow_empty: bool = False
 ) -> tuple[Any, ...]:
     """A list key: not empty (unless allowed), at most MAX_LIST_ITEMS, no empty or repeated item, and `check(index,
-    item)` -> why that item is wrong (or None) for each item."""
+    item)` -> why that item is wrong (or None) for each item. Reports every bad item, each once."""
     if not items and not allow_empty:
         raise ValueError("must not be empty")
     if len(items) > MAX_LIST_ITEMS:
         raise ValueError(f"has {len(items)} items; at most {MAX_LIST_ITEMS}")
+    errors = []
     for i, item in enumerate(items):
         if item == "":
-            raise item_error(i, item, "is empty")
-        if item in items[:i]:
-            raise item_error(i, item, f"is listed already, at index {items.index(item)}")
-    for i, item in enumerate(items if check else ()):
-        problem = check(i, item)
+            problem: str | None = "is empty"
+        elif item in items[:i]:
+            problem = f"is listed already, at index {items.index(item)}"
+        else:
+            problem = check(i, item) if check else None
         if problem:
-            raise item_error(i, item, problem)
+            errors.append(item_error(i, item, problem))
+    if errors:  # every bad item, not the first one only
+        raise item_errors(errors)
     return tuple(items)
 
 

@@ -35,3 +35,13 @@ def item_error(at: int | str | tuple[int | str, ...], item: Any, reason: str) ->
     (`key[0].name`), with that item's value."""
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in (at if isinstance(at, tuple) else (at,)))
     return PydanticCustomError("item", "{reason}", {"where": where, "item": item, "reason": reason})
+
+
+def item_errors(errors: list[PydanticCustomError]) -> PydanticCustomError:
+    """Every bad item of one value at once (`gpuCapacityTypes[0]` and `[1]`): a validator can raise only one error,
+    so this one carries each item's; the loader reports one line per item (infra/config/stack.py)."""
+    if len(errors) == 1:
+        return errors[0]
+    found = [dict(error.context or {}) for error in errors]
+    reason = "; ".join(f"{e['where']}: {e['reason']}" for e in found)
+    return PydanticCustomError("items", "{reason}", {"errors": found, "reason": reason})

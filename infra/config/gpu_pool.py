@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from infra.catalog.gpus import (
     CATALOG,
@@ -31,7 +32,7 @@ from infra.config.convert import (
     check_range,
     seconds,
 )
-from infra.config.errors import item_error
+from infra.config.errors import item_error, item_errors
 from infra.config.network import ZONE_ID
 
 _DURATION = re.compile(r"^(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?$")
@@ -85,10 +86,7 @@ class GpuPool(Section):
     @field_validator("instance_types")
     @classmethod
     def _types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        check_items(v, allow_empty=True)
-        for i, item in enumerate(v):
-            _check_gpu_type(i, item)
-        return v
+        return check_items(v, lambda _, item: gpu_type_problem(item), allow_empty=True)
 
     @field_validator("gpu_names")
     @classmethod
@@ -119,20 +117,14 @@ class GpuPool(Section):
     @field_validator("capacity_types")
     @classmethod
     def _capacity(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        check_items(v)
-        for i, item in enumerate(v):
-            if item not in CAPACITY_TYPES:
-                raise item_error(i, item, f"is not a capacity type; allowed: {', '.join(CAPACITY_TYPES)}")
-        return v
+        why = f"is not a capacity type; allowed: {', '.join(CAPACITY_TYPES)}"
+        return check_items(v, lambda _, item: None if item in CAPACITY_TYPES else why)
 
     @field_validator("capacity_reservation_ids")
     @classmethod
     def _reservations(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        check_items(v, allow_empty=True)
-        for i, item in enumerate(v):
-            if not _RESERVATION_ID.match(item):
-                raise item_error(i, item, "is not a capacity reservation id (cr- and lowercase letters or digits)")
-        return v
+        why = "is not a capacity reservation id (cr- and lowercase letters or digits)"
+        return check_items(v, lambda _, item: None if _RESERVATION_ID.match(item) else why, allow_empty=True)
 
     @field_validator("gpu_limit")
     @classmethod
@@ -187,6 +179,15 @@ class GpuPool(Section):
 
     @model_validator(mode="after")
     def _whole_pool(self) -> GpuPool:
+        """Every rule between the pool's keys; every broken one is reported, not the first only."""
+        errors = self._selection_errors()
+        if not errors:  # the rules below read the types the selection matches
+            errors = self._capacity_errors() + self._check_efa() + self._check_static() + self._limit_errors()
+        if errors:
+            raise item_errors(errors)
+        return self
+
+    def _selection_errors(self) -> list[PydanticCustomError]:
         selection = {"gpuNames": self.gpu_names, "families": self.families}
         attributes = [k for k, v in selection.items() if v] + [
             k
@@ -199,85 +200,103 @@ class GpuPool(Section):
         ]
         if self.instance_types and attributes:
             excluded = f"excludes {', '.join(attributes)}: choose one"
-            raise item_error("instanceTypes", list(self.instance_types), excluded)
+            return [item_error("instanceTypes", list(self.instance_types), excluded)]
         if not self.instance_types and not attributes:
-            raise item_error("instanceTypes", [], "a pool needs instanceTypes or GPU attributes (gpuNames, ...)")
+            return [item_error("instanceTypes", [], "a pool needs instanceTypes or GPU attributes (gpuNames, ...)")]
         if self.gpu_count_min and self.gpu_count_max and self.gpu_count_min > self.gpu_count_max:
-            raise item_error("gpuCountMax", self.gpu_count_max, f"is below gpuCountMin ({self.gpu_count_min})")
+            return [item_error("gpuCountMax", self.gpu_count_max, f"is below gpuCountMin ({self.gpu_count_min})")]
         if not self.instance_types and not self.matched_types:
-            raise item_error(
-                attributes[0], getattr(self, _FIELD_OF[attributes[0]]), "together these select no NVIDIA type"
-            )
+            why = "together these select no NVIDIA type"
+            return [item_error(attributes[0], getattr(self, _FIELD_OF[attributes[0]]), why)]
+        return []
+
+    def _capacity_errors(self) -> list[PydanticCustomError]:
+        errors = []
         reserved = "reserved" in self.capacity_types
         has_reservations = bool(self.capacity_reservation_ids or self.capacity_reservation_tags)
         if reserved and not has_reservations:
-            raise item_error(
-                "capacityTypes",
-                list(self.capacity_types),
-                "'reserved' needs capacityReservationIds or capacityReservationTags (Karpenter uses no open "
-                "reservation otherwise)",
+            errors.append(
+                item_error(
+                    "capacityTypes",
+                    list(self.capacity_types),
+                    "'reserved' needs capacityReservationIds or capacityReservationTags (Karpenter uses no open "
+                    "reservation otherwise)",
+                )
             )
         if has_reservations and not reserved:
             ids = list(self.capacity_reservation_ids)
-            raise item_error("capacityReservationIds", ids, "needs 'reserved' in capacityTypes")
+            errors.append(item_error("capacityReservationIds", ids, "needs 'reserved' in capacityTypes"))
         if self.time_slicing_replicas and self.mig_profile:
-            raise item_error("migProfile", self.mig_profile, "excludes timeSlicingReplicas: choose one way to share")
-        self._check_efa()
-        self._check_static()
+            why = "excludes timeSlicingReplicas: choose one way to share"
+            errors.append(item_error("migProfile", self.mig_profile, why))
+        return errors
+
+    def _limit_errors(self) -> list[PydanticCustomError]:
+        errors = []
         largest = largest_gpu_count(self.matched_types)
         if self.gpu_limit < largest:
-            raise item_error("gpuLimit", self.gpu_limit, _limit_below_largest(largest, self.matched_types))
+            errors.append(item_error("gpuLimit", self.gpu_limit, _limit_below_largest(largest, self.matched_types)))
         models = {t.gpu_name for t in map(CATALOG.get, self.matched_types)}
         for gpu, profile in self.mig_profile.items():
             if _MIG_GPU.match(gpu) and f"{gpu[0]}{_MIG_GPU.match(gpu)[2]}" not in models:
                 gpus = ", ".join(sorted(models))
-                raise item_error(f"migProfile.{gpu}", profile, f"this pool has no such GPU; its GPUs: {gpus}")
-        return self
+                errors.append(item_error(f"migProfile.{gpu}", profile, f"this pool has no such GPU; its GPUs: {gpus}"))
+        return errors
 
-    def _check_efa(self) -> None:
+    def _check_efa(self) -> list[PydanticCustomError]:
         if not self.efa:
-            return
+            return []
+        errors = []
         if self.zone is None:
-            raise item_error(
-                "zone", None, "is required with efa: EFA and NCCL need every node in one zone, like usw2-az1"
-            )
+            why = "is required with efa: EFA and NCCL need every node in one zone, like usw2-az1"
+            errors.append(item_error("zone", None, why))
         if self.time_slicing_replicas or self.mig_profile:
             sharing = "timeSlicingReplicas" if self.time_slicing_replicas else "migProfile"
-            raise item_error("efa", True, f"excludes {sharing}: a training pool gives each pod whole GPUs")
+            errors.append(item_error("efa", True, f"excludes {sharing}: a training pool gives each pod whole GPUs"))
         without = [name for name in self.matched_types if not CATALOG[name].efa]
         if without:
             with_efa = sorted(n for n in POOL_TYPES if CATALOG[n].efa and CATALOG[n].gpu_count >= 8)
-            raise item_error(
-                "efa",
-                True,
-                f"needs types with EFA (Karpenter's vpc.amazonaws.com/efa); without: {', '.join(without[:6])}; "
-                f"multi-GPU types with EFA: {', '.join(with_efa)}",
+            errors.append(
+                item_error(
+                    "efa",
+                    True,
+                    f"needs types with EFA (Karpenter's vpc.amazonaws.com/efa); without: {', '.join(without[:6])}; "
+                    f"multi-GPU types with EFA: {', '.join(with_efa)}",
+                )
             )
+        return errors
 
-    def _check_static(self) -> None:
+    def _check_static(self) -> list[PydanticCustomError]:
+        errors = []
         if self.placement_group and not (self.efa and self.zone):
-            raise item_error(
-                "placementGroup", self.placement_group, "needs efa and zone: a cluster group is one zone's EFA fabric"
-            )
+            why = "needs efa and zone: a cluster group is one zone's EFA fabric"
+            errors.append(item_error("placementGroup", self.placement_group, why))
         if self.replicas is None:
-            return
+            return errors
         if "spot" in self.capacity_types:
-            raise item_error(
-                "capacityTypes",
-                list(self.capacity_types),
-                "with replicas allows only reserved and on-demand: a static pool holds its nodes, Spot reclaims them",
+            errors.append(
+                item_error(
+                    "capacityTypes",
+                    list(self.capacity_types),
+                    "with replicas allows only reserved and on-demand: a static pool holds its nodes, Spot reclaims "
+                    "them",
+                )
             )
         if self.weight is not None:
-            raise item_error("weight", self.weight, "is not supported with replicas (Karpenter's static NodePools)")
+            why = "is not supported with replicas (Karpenter's static NodePools)"
+            errors.append(item_error("weight", self.weight, why))
         efa_counts = {CATALOG[name].efa for name in self.matched_types}
         if self.efa and len(efa_counts) > 1:
             layouts = ", ".join(f"{name} {CATALOG[name].efa}" for name in self.matched_types)
-            raise item_error(
-                "instanceTypes",
-                list(self.instance_types),
-                f"with replicas and efa need one EFA layout (the node class lists each interface); EFA per type: "
-                f"{layouts}",
+            errors.append(
+                item_error(
+                    "instanceTypes",
+                    list(self.instance_types),
+                    f"with replicas and efa need one EFA layout (the node class lists each interface); EFA per type: "
+                    f"{layouts}",
+                )
             )
+        return errors
 
     @property
     def requirements(self) -> list[dict[str, Any]]:
@@ -324,16 +343,16 @@ def _catalog_check(every: tuple[str, ...], usable: tuple[str, ...], unusable_why
     return check
 
 
-def _check_gpu_type(index: int, item: str) -> None:
+def gpu_type_problem(item: str) -> str | None:
+    """Why a GPU pool cannot use this instance type, or None."""
     gpu_type = CATALOG.get(item)
     if gpu_type is None:
         families = ", ".join(POOL_GPU_FAMILIES)
-        raise item_error(
-            index, item, f"is not an NVIDIA GPU instance type (infra/data/gpu_catalog.json); families: {families}"
-        )
+        return f"is not an NVIDIA GPU instance type (infra/data/gpu_catalog.json); families: {families}"
     if gpu_type.arch != ARCH or gpu_type.gpu_count < 1:
         shape = f"is {gpu_type.arch} with {gpu_type.gpu_count} whole GPUs"
-        raise item_error(index, item, f"{shape}; GPU pools need amd64 and at least one whole GPU")
+        return f"{shape}; GPU pools need amd64 and at least one whole GPU"
+    return None
 
 
 def _limit_below_largest(largest: int, types: list[str]) -> str:

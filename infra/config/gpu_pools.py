@@ -24,8 +24,8 @@ from infra.config.gpu_pool import (
     LEGACY_GPU_POOL,
     GpuPool,
     _check_consolidate_after,
-    _check_gpu_type,
     _limit_below_largest,
+    gpu_type_problem,
 )
 from infra.config.namespaces import did_you_mean
 from infra.config.system_nodes import instance_type_problem
@@ -49,13 +49,7 @@ class GpuPoolKeys(Section):
     @field_validator("gpu_instance_types")
     @classmethod
     def _gpu_instance_types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        check_items(v)
-        for i, item in enumerate(v):
-            problem = instance_type_problem(item)
-            if problem:
-                raise item_error(i, item, problem)
-            _check_gpu_type(i, item)
-        return v
+        return check_items(v, lambda _, item: instance_type_problem(item) or gpu_type_problem(item))
 
     @field_validator("gpu_capacity_types")
     @classmethod

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
+from infra.catalog.data import load_data
 from infra.config.convert import Bool, Section, key, semver
+
+# The minor the policies, CRD checks and chart values are written for (infra/data/karpenter_versions.json).
+_KARPENTER = load_data("karpenter_versions")
+TESTED_MINOR: tuple[int, int] = tuple(int(part) for part in _KARPENTER["tested_minor"].split("."))  # type: ignore[assignment]
 
 
 class KarpenterKeys(Section):
@@ -16,7 +21,10 @@ class KarpenterKeys(Section):
     @field_validator("karpenter_version")
     @classmethod
     def _karpenter(cls, v: str) -> str:
-        # 1.8 is where RAID0 instance stores bind the SOCI directory; EKS 1.33 needs >= 1.5 anyway.
-        if semver(v) < (1, 8, 0) or semver(v) >= (2, 0, 0):
-            raise ValueError("must be a 1.x release >= 1.8.0 (RAID0 binding of the SOCI directory)")
+        if semver(v)[:2] != TESTED_MINOR:
+            minor = _KARPENTER["tested_minor"]
+            raise ValueError(
+                f"is not a {minor}.x release, the only Karpenter this program is tested with: tied to {minor} are "
+                f"{'; '.join(_KARPENTER['tied'])} (infra/data/karpenter_versions.json says how to move on)"
+            )
         return v

@@ -1,6 +1,9 @@
-"""Keys outside the project's namespace: `aws:` keys are the AWS provider's (checked against its own config keys,
-read from the installed pulumi_aws package), `kubernetes:`, `pulumi:` and other providers' are theirs; a namespace
-that is a near miss of one of these (`eks-gpu-spt:`, `asw:`) is a typo, not a provider."""
+"""Keys outside the project's namespace. A namespace is accepted only if it is this project's or belongs to a Pulumi
+package the program uses: `aws:` keys are the AWS provider's (checked against its own config keys, read from the
+installed pulumi_aws package), `kubernetes:`, `eks:`, `random:` theirs, `pulumi:` the engine's. Any other namespace
+is an error: a near miss (`eks-gpu-spt:`, `eks-spot-gpu:`, `asw:`) gets a did-you-mean; another package's
+(`awsx:`, `tls:`) configures nothing this program creates, so a value there would be silently ignored.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import difflib
 import functools
 import importlib.util
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,10 @@ from infra.config.convert import PROJECT
 from infra.config.errors import ConfigProblem
 
 AWS = "aws"
-# Namespaces set on purpose in stack files: the providers this program uses and the engine's own; and other Pulumi
-# providers one or two letters away from them, which are not typos.
-KNOWN_NAMESPACES = (PROJECT, AWS, "kubernetes", "pulumi", "eks", "random")
-OTHER_PROVIDERS = ("awsx", "aws-native")
+# The Pulumi packages this program uses (pyproject.toml: pulumi-aws, pulumi-kubernetes, pulumi-eks, pulumi-random)
+# and the engine's own namespace.
+PACKAGES = (AWS, "kubernetes", "eks", "random", "pulumi")
+KNOWN_NAMESPACES = (PROJECT, *PACKAGES)
 
 
 def _typo_distance(name: str) -> int:
@@ -46,8 +49,9 @@ def did_you_mean(word: str, choices: Any) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
-def namespace_problems(raw: Mapping[str, Any]) -> list[ConfigProblem]:
-    """An `aws:` key the provider does not have, and a namespace one typo away from a known one."""
+def namespace_problems(raw: Mapping[str, Any], project_keys: Sequence[str] = ()) -> list[ConfigProblem]:
+    """An `aws:` key the provider does not have, and every namespace that is neither the project's nor a package's
+    the program uses (with a did-you-mean for a near miss, or for a project key under another namespace)."""
     problems = []
     aws_keys = aws_provider_keys()
     for full_key, value in raw.items():
@@ -58,11 +62,30 @@ def namespace_problems(raw: Mapping[str, Any]) -> list[ConfigProblem]:
                 why = f"not a key of the AWS provider (pulumi_aws config); {hint}".rstrip()
                 problems.append(ConfigProblem(full_key, value, why))
             continue
-        close = [n for n in KNOWN_NAMESPACES if edit_distance(namespace, n) <= _typo_distance(n)]
-        if close and namespace not in OTHER_PROVIDERS:
-            why = f"unknown namespace {namespace!r}; did you mean {close[0]!r} ({close[0]}:{key})?"
-            problems.append(ConfigProblem(full_key, value, why))
+        close = closest_namespace(namespace)
+        if close:
+            hint = f"did you mean {close!r} ({close}:{key})? "
+        elif key in project_keys:
+            hint = f"did you mean '{PROJECT}:{key}'? "
+        else:
+            hint = ""
+        why = (
+            f"unknown namespace {namespace!r}; {hint}a namespace is this project's ({PROJECT}) or a package's the "
+            f"program uses ({', '.join(PACKAGES)}); any other is ignored by everything here"
+        )
+        problems.append(ConfigProblem(full_key, value, why))
     return problems
+
+
+def closest_namespace(namespace: str) -> str | None:
+    """A known namespace `namespace` is a typo of: a letter or two away, or the same words in another order
+    (`eks-spot-gpu`)."""
+    for known in KNOWN_NAMESPACES:
+        if edit_distance(namespace, known) <= _typo_distance(known):
+            return known
+        if sorted(namespace.split("-")) == sorted(known.split("-")):
+            return known
+    return None
 
 
 def edit_distance(a: str, b: str) -> int:

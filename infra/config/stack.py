@@ -57,7 +57,7 @@ def relation_problems(cfg: StackConfig) -> list[ConfigProblem]:
 def parse_config(raw: Mapping[str, Any]) -> StackConfig:
     """Validate a raw config map whose keys are `eks-gpu-spot:<key>` (or bare `<key>`) and `aws:region`."""
     values: dict[str, Any] = {}
-    problems: list[ConfigProblem] = namespace_problems(raw)
+    problems: list[ConfigProblem] = namespace_problems(raw, KNOWN_KEYS)
     for full_key, value in raw.items():
         namespace, _, key = str(full_key).rpartition(":")
         if full_key == REGION_KEY:
@@ -68,7 +68,7 @@ def parse_config(raw: Mapping[str, Any]) -> StackConfig:
             else:
                 hint = did_you_mean(key, KNOWN_KEYS)
                 problems.append(ConfigProblem(key, value, f"unknown key; {hint}known keys: {', '.join(KNOWN_KEYS)}"))
-        # Other namespaces (aws:, kubernetes:, pulumi:) belong to providers and the engine.
+        # Other namespaces: the packages' (aws:, kubernetes:, ...) or errors of namespace_problems.
     try:
         cfg = StackConfig.model_validate(values)
     except ValidationError as error:
@@ -94,17 +94,19 @@ def _from_pydantic(error: ValidationError, values: Mapping[str, Any]) -> list[Co
         if len(loc) > 1:  # inside a list of objects: gpuPools[0].gpuNames
             key += "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
             value = detail.get("input")
-        if detail["type"] == "item":
-            key, value = f"{key}{detail['ctx']['where']}", detail["ctx"]["item"]
-        if isinstance(value, tuple):
-            value = list(value)
-        if key in seen:  # one line per key: the first thing wrong with it
-            continue
-        seen.add(key)
         reason = detail["msg"].removeprefix("Value error, ")
         if detail["type"] == "extra_forbidden":
             reason = f"unknown key; {did_you_mean(str(loc[-1]), _FIELD_OF)}known keys: {', '.join(_FIELD_OF)}"
-        problems.append(ConfigProblem(key, value, reason))
+        found = [(key, value, reason)]
+        if detail["type"] == "item":
+            found = [(f"{key}{detail['ctx']['where']}", detail["ctx"]["item"], reason)]
+        elif detail["type"] == "items":  # every bad item of one value (errors.item_errors)
+            found = [(f"{key}{e['where']}", e["item"], e["reason"]) for e in detail["ctx"]["errors"]]
+        for where, item, why in found:
+            if where in seen:  # one line per key: the first thing wrong with it
+                continue
+            seen.add(where)
+            problems.append(ConfigProblem(where, list(item) if isinstance(item, tuple) else item, why))
     return problems
 
 

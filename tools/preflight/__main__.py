@@ -7,13 +7,22 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from infra.catalog.regions import sdk_description, sdk_regions
 from infra.config import REGION, ConfigError, parse_config
 from tools.preflight import __doc__ as DOC
 from tools.preflight.aws import Aws, ClientFactory, session_factory
 from tools.preflight.checks import run_checks
 from tools.preflight.pins import check_pins
 from tools.preflight.report import EXIT_CONFIG, Preflight, as_json, as_text
-from tools.stack_files import StackFileError, add_stack_arguments, read_stack_file, stack_file, stack_name
+from tools.stack_files import (
+    StackFileError,
+    add_stack_arguments,
+    config_target,
+    read_stack_file,
+    source_label,
+    stack_file,
+    stack_name,
+)
 
 MAX_COMPARED = 9  # GetSpotPlacementScores takes at most 10 regions, the stack's own included
 
@@ -23,6 +32,11 @@ def regions_arg(text: str) -> list[str]:
     bad = [r for r in regions if not REGION.match(r)]
     if bad:
         raise argparse.ArgumentTypeError(f"not an AWS region name: {', '.join(bad)}")
+    unknown = [r for r in regions if sdk_regions() and r not in sdk_regions()]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"not a region in the partition data of {sdk_description()}: {', '.join(unknown)}"
+        )
     if len(regions) > MAX_COMPARED:
         raise argparse.ArgumentTypeError(f"at most {MAX_COMPARED} regions")
     return list(dict.fromkeys(regions))
@@ -50,14 +64,17 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
         cfg = parse_config(raw)
         compare = [r for r in args.regions if r != cfg.region]
         aws = Aws(factory or session_factory(raw.get("aws:profile")))
-        region, reports = run_checks(aws, cfg, compare)
-        pins = check_pins(aws, cfg)
+        region, reports = run_checks(aws, cfg, compare, config_target(args))
+        pins = check_pins(aws, cfg, config_target(args))
     except (StackFileError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     render = as_json if args.json else as_text
-    stack = str(args.config_file) if args.config_file else stack_name(args)  # what the report is about, as given
-    run = Preflight(stack, cfg.region, region.zones or [], compare, reports, args.allow_unchecked, pins)
+    # Named as render names it, with the file when it is not the stack's own; its advice edits that file.
+    source = source_label(args)
+    run = Preflight(
+        stack_name(args), cfg.region, region.zones or [], compare, reports, args.allow_unchecked, pins, source
+    )
     print(render(run))
     return run.exit_code
 

@@ -29,6 +29,12 @@ class Region:
     elsewhere: dict[str, set[str]] = field(default_factory=dict)  # compared region -> types offered there
     skipped: list[str] = field(default_factory=list)
     quota_cache: dict[str, Any] = field(default_factory=dict)
+    # What each `pulumi config` command of the advice needs to edit the file read (tools/stack_files.config_target).
+    config_target: str = ""
+
+    def config(self, command: str) -> str:
+        """`pulumi config <command>` for this stack's file."""
+        return f"pulumi config {command} {self.config_target}".rstrip()
 
 
 def discover_zones(aws: Aws, cfg: StackConfig, region: Region) -> None:
@@ -105,13 +111,15 @@ def check_offerings(cfg: StackConfig, index: int, pool: Any, region: Region, rep
         if offered_alternatives and path:
             fixes.append(
                 "use a type offered here, e.g. "
-                + " or ".join(f"`pulumi config set --path '{path}[0]' {a}`" for a in offered_alternatives[:2])
+                + " or ".join(f"`{region.config(set_first(path, a))}`" for a in offered_alternatives[:2])
             )
         elif offered_alternatives:
             fixes.append(f"widen the pool's selection (offered here: {', '.join(offered_alternatives[:3])})")
         where = [r for r, found in region.elsewhere.items() if set(types) & found]
         if where:
-            fixes.append(f"offered in {', '.join(where)} (a stack there: `pulumi config set aws:region {where[0]}`)")
+            fixes.append(
+                f"offered in {', '.join(where)} (a stack there: `{region.config(f'set aws:region {where[0]}')}`)"
+            )
         report.blocking.append(
             f"none of its types ({', '.join(types)}) is offered in {scope} {region.name} "
             f"({', '.join(zones)}): the pool can never launch" + (f"; {'; '.join(fixes)}" if fixes else "")
@@ -119,7 +127,8 @@ def check_offerings(cfg: StackConfig, index: int, pool: Any, region: Region, rep
         return []
     for name in missing:
         position = types.index(name)
-        fix = f"; `pulumi config rm --path '{path}[{position}]'`" if path else ""
+        remove = region.config(f"rm --path '{path}[{position}]'")
+        fix = f"; `{remove}`" if path else ""
         report.warnings.append(
             f"{name} is not offered in {'any of ' if not pinned else ''}{scope} {region.name}: never launched{fix}"
         )
@@ -134,16 +143,23 @@ def check_offerings(cfg: StackConfig, index: int, pool: Any, region: Region, rep
     return [t for t in types if usable[t]]
 
 
-def run_checks(aws: Aws, cfg: StackConfig, compare: list[str]) -> tuple[Region, list[PoolReport]]:
+def set_first(path: str, instance_type: str) -> str:
+    return f"set --path '{path}[0]' {instance_type}"
+
+
+def run_checks(
+    aws: Aws, cfg: StackConfig, compare: list[str], config_target: str = ""
+) -> tuple[Region, list[PoolReport]]:
     """Every check of every pool. Raises ConfigError only for what `pulumi up` would refuse (a pinned zone the
-    region lacks); everything else ends up in the reports."""
-    region = Region(cfg.region)
+    region lacks); everything else ends up in the reports. `config_target` (`--stack NAME`, `--config-file PATH`)
+    goes into every `pulumi config` command the advice gives."""
+    region = Region(cfg.region, config_target=config_target)
     pools = cfg.effective_gpu_pools
     with aws.check():
         region_guarded(region, "zones", discover_zones, aws, cfg, region)
     wanted = sorted({t for p in pools for t in [*pool_types(p), *alternatives(pool_types(p))[:MAX_ALTERNATIVES]]})
     region_guarded(region, "offerings", discover_offerings, aws, region, wanted, compare)
-    spot_role = spot_role_finding(aws, cfg) if any("spot" in p.capacity_types for p in pools) else None
+    spot_role = spot_role_finding(aws, cfg, region) if any("spot" in p.capacity_types for p in pools) else None
     reports = []
     for index, pool in enumerate(pools):
         report = PoolReport(pool.name, pool_types(pool), list(pool.capacity_types), pool.most_gpus)
@@ -188,7 +204,7 @@ def region_guarded(region: Region, label: str, discover: Any, *args: Any) -> Non
 SPOT_ROLE = "AWSServiceRoleForEC2Spot"
 
 
-def spot_role_finding(aws: Aws, cfg: StackConfig) -> tuple[str, str]:
+def spot_role_finding(aws: Aws, cfg: StackConfig, region: Region) -> tuple[str, str]:
     """Whether the account has the Spot service-linked role Karpenter's Spot launches need (iam:GetRole; EC2 user
     guide, "Service-linked role for Spot Instance requests"). Returns which list of a Spot pool's report gets which
     message ("" when the role is there)."""
@@ -202,8 +218,8 @@ def spot_role_finding(aws: Aws, cfg: StackConfig) -> tuple[str, str]:
             return "notes", f"the account has no {SPOT_ROLE}; this stack creates it (createSpotServiceLinkedRole)"
         return (
             "warnings",
-            f"the account has no {SPOT_ROLE}, without which every Spot launch fails: `pulumi config set "
-            "createSpotServiceLinkedRole true` (or `aws iam create-service-linked-role --aws-service-name "
-            "spot.amazonaws.com`)",
+            f"the account has no {SPOT_ROLE}, without which every Spot launch fails: "
+            f"`{region.config('set createSpotServiceLinkedRole true')}` (or `aws iam create-service-linked-role "
+            "--aws-service-name spot.amazonaws.com`)",
         )
     return "checked", ""

@@ -40,8 +40,8 @@ SCHEMA_ERRORS_SHOWN = 3
 ALL_TRAFFIC = "-1"
 
 
-def check_pins(aws: Aws, cfg: StackConfig) -> PinReport:
-    report = PinReport()
+def check_pins(aws: Aws, cfg: StackConfig, config_target: str = "") -> PinReport:
+    report = PinReport(config_target=config_target)
     for plan in addon_plan(cfg):
         guarded(report, f"add-on {plan.name}", check_addon, aws, cfg, plan, report)
     guarded(report, "node images", check_node_images, aws, cfg, report)
@@ -61,8 +61,9 @@ def version_source(cfg: StackConfig, addon: str) -> str:
     return f"{PIN_FILE} versions.{cfg.kubernetes_version}.{addon}"
 
 
-def set_version(addon: str, version: str) -> str:
-    return f"`pulumi config set --path 'addonVersions[\"{addon}\"]' {version}`"
+def set_version(report: PinReport, addon: str, version: str) -> str:
+    path = f"'addonVersions[\"{addon}\"]'"
+    return f"`{report.config_command(f'set --path {path} {version}')}`"
 
 
 def _versions(aws: Aws, region: str, addon: str, kubernetes: str | None) -> list[dict[str, Any]]:
@@ -83,7 +84,7 @@ def check_addon(aws: Aws, cfg: StackConfig, plan: AddonPlan, report: PinReport) 
                 if v["addonVersion"] == plan.version
                 for c in v.get("compatibilities", [])
             ]
-            report.blocking.append(_missing_version(cfg, plan, offered, sorted(set(elsewhere))))
+            report.blocking.append(_missing_version(cfg, plan, offered, sorted(set(elsewhere)), report))
             return
     report.addons[plan.name] = plan.version
     report.checked.add("add-on versions")
@@ -91,7 +92,9 @@ def check_addon(aws: Aws, cfg: StackConfig, plan: AddonPlan, report: PinReport) 
         check_configuration(aws, cfg, plan, report)
 
 
-def _missing_version(cfg: StackConfig, plan: AddonPlan, offered: list[dict[str, Any]], elsewhere: list[str]) -> str:
+def _missing_version(
+    cfg: StackConfig, plan: AddonPlan, offered: list[dict[str, Any]], elsewhere: list[str], report: PinReport
+) -> str:
     kubernetes = cfg.kubernetes_version
     where = (
         f"it exists for Kubernetes {', '.join(elsewhere)} only"
@@ -106,7 +109,7 @@ def _missing_version(cfg: StackConfig, plan: AddonPlan, offered: list[dict[str, 
     choice = default[0] if default else (offered[0]["addonVersion"] if offered else None)
     if choice:
         label = "EKS's default" if default else "the newest"
-        return f"{message}; {label} for {kubernetes}: {set_version(plan.name, choice)}"
+        return f"{message}; {label} for {kubernetes}: {set_version(report, plan.name, choice)}"
     return f"{message}; EKS offers no {plan.name} for Kubernetes {kubernetes}: choose another kubernetesVersion"
 
 
@@ -141,7 +144,7 @@ def check_configuration(aws: Aws, cfg: StackConfig, plan: AddonPlan, report: Pin
     report.blocking.append(
         f"add-on {plan.name} {plan.version} ({version_source(cfg, plan.name)}) rejects the configuration "
         f"{plan.built_by} sends: {'; '.join(shown)}{more}; EKS refuses the add-on with it. Pin a version whose "
-        f"schema has these keys ({set_version(plan.name, '<version>')}; `aws eks describe-addon-configuration "
+        f"schema has these keys ({set_version(report, plan.name, '<version>')}; `aws eks describe-addon-configuration "
         f"--addon-name {plan.name} --addon-version <version>` shows its schema)"
     )
 
@@ -189,7 +192,7 @@ def check_node_images(aws: Aws, cfg: StackConfig, report: PinReport) -> None:
             continue
         newest = (values.get(latest[name]) or "").split("-")[0]
         fix = (
-            f"`pulumi config set bottlerocketVersion {newest}` (the newest {variant} release)"
+            f"`{report.config_command(f'set bottlerocketVersion {newest}')}` (the newest {variant} release)"
             if newest
             else f"Bottlerocket publishes no {variant} image in {cfg.region}: choose another kubernetesVersion"
         )

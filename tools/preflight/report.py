@@ -35,6 +35,11 @@ class PoolReport:
     spot_prices: dict[str, dict[str, float]] = field(default_factory=dict)
     placement_scores: dict[str, Any] = field(default_factory=dict)
     checked: set[str] = field(default_factory=set)
+    config_target: str = ""  # `--stack NAME` / `--config-file PATH`: what the advice's `pulumi config` edits
+
+    def config_command(self, command: str) -> str:
+        """`pulumi config <command>` for the stack file read (as checks.Region.config)."""
+        return f"pulumi config {command} {self.config_target}".rstrip()
 
     @property
     def verdict(self) -> str:
@@ -110,6 +115,7 @@ class Preflight:
     reports: list[PoolReport]
     allow_unchecked: bool = False
     pins: PinReport | None = None
+    source: str = ""  # the stack file read, when it is not the stack's own Pulumi.<stack>.yaml
 
     @property
     def judged(self) -> list[Report]:
@@ -124,6 +130,7 @@ class Preflight:
 def as_json(run: Preflight) -> str:
     document = {
         "stack": run.stack,
+        "config_file": run.source or None,
         "region": run.region,
         "zones": run.zones,
         "regions_compared": run.regions,
@@ -141,9 +148,10 @@ def as_text(run: Preflight) -> str:
     numbered = {reason: i for i, reason in enumerate(why, 1)}
     where = f"zones {', '.join(zones)}" if zones else "zones unknown"
     compared = f"; compared with {', '.join(regions)}" if regions else ""
+    source = f" ({run.source})" if run.source else ""
     lines = [
-        f"Capacity preflight of stack '{stack}' in {region} ({where}{compared}). Spot capacity changes by the "
-        "minute: this is now, not a promise."
+        f"Capacity preflight of stack '{stack}'{source} in {region} ({where}{compared}). Spot capacity changes by "
+        "the minute: this is now, not a promise."
     ]
     if run.pins:
         pins = run.pins

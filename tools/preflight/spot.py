@@ -159,7 +159,7 @@ def _add_type_advice(
     if not better:
         return []
     top = max(better, key=lambda c: results[c])
-    command = f"pulumi config set --path '{path}[{len(pool.instance_types)}]' {top}"
+    command = region.config(f"set --path '{path}[{len(pool.instance_types)}]' {top}")
     return [f"add {top}: scores {results[top]} vs {best} (`{command}`)"]
 
 
