@@ -25,13 +25,15 @@ class AddonPlan:
     built_by: str  # the function that builds the configuration, for messages that name it
 
 
-def addon_plan(cfg: StackConfig) -> list[AddonPlan]:
+def addon_plan(cfg: StackConfig, cluster_name: str) -> list[AddonPlan]:
+    """`cluster_name` is the cluster's real name (`<clusterNamePrefix>-<random suffix>`): the observability add-on's
+    scraping agent carries it. Before the first deploy the suffix does not exist yet (see `stand_in_cluster_name`)."""
     plans = [AddonPlan(name, cfg.addon_version(name), None, "") for name in (*ADDONS_BEFORE_NODES, "coredns")]
     plans.append(
         AddonPlan(
             NODE_MONITORING_ADDON,
             cfg.addon_version(NODE_MONITORING_ADDON),
-            node_monitoring_configuration(cfg),
+            node_monitoring_configuration(),
             "infra/node_health.py node_monitoring_configuration",
         )
     )
@@ -40,8 +42,14 @@ def addon_plan(cfg: StackConfig) -> list[AddonPlan]:
             AddonPlan(
                 OBSERVABILITY_ADDON,
                 cfg.addon_version(OBSERVABILITY_ADDON),
-                observability_configuration(cfg),
+                observability_configuration(cfg, cluster_name),
                 "infra/cloudwatch/addon.py observability_configuration",
             )
         )
     return plans
+
+
+def stand_in_cluster_name(cfg: StackConfig) -> str:
+    """A name of the real one's shape (infra/stack.py: prefix, '-', eight lowercase letters or digits) for checking
+    the configuration before the cluster exists: the schema types the name as a string, whatever its letters."""
+    return f"{cfg.cluster_name_prefix}-00000000"

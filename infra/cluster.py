@@ -12,14 +12,13 @@ import pulumi_kubernetes as k8s
 
 from infra.addons import ADDONS_BEFORE_NODES, NODE_MONITORING_ADDON
 from infra.config import StackConfig
+from infra.config.system_nodes import SYSTEM_NODE_SELECTOR
 from infra.network import DISCOVERY_TAG, Network
 from infra.node_health import node_monitoring_configuration
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 # Label of the system node group: controllers (Karpenter, LB controller) select it so that they never run on
 # nodes Karpenter manages (it could otherwise consolidate away its own node).
-SYSTEM_NODE_LABEL = ("eks-gpu-spot/node-role", "system")
-SYSTEM_NODE_SELECTOR = dict([SYSTEM_NODE_LABEL])
 NODE_POLICIES = (
     "AmazonEKSWorkerNodePolicy",
     "AmazonEKS_CNI_Policy",

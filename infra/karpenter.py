@@ -14,8 +14,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.cluster import NODE_POLICIES, SYSTEM_NODE_SELECTOR, Cluster, ec2_trust_policy, managed_policy_arn
+from infra.cluster import NODE_POLICIES, Cluster, ec2_trust_policy, managed_policy_arn
 from infra.config import StackConfig
+from infra.config.system_nodes import SYSTEM_NODE_SELECTOR
 from infra.gpu.pools import uses_node_overlays
 from infra.policies import pod_identity_trust_policy, render_policy
 

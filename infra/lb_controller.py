@@ -12,8 +12,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.cluster import SYSTEM_NODE_SELECTOR, Cluster
+from infra.cluster import Cluster
 from infra.config import StackConfig
+from infra.config.system_nodes import SYSTEM_NODE_SELECTOR
 from infra.network import Network
 from infra.policies import pod_identity_trust_policy, render_policy
 

@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 from infra.cloudwatch.addon import ADDON, ADDON_NAME, observability_configuration
 from infra.cloudwatch.dashboard import ALARM, alarm_dimensions, console_url, dashboard_body, dashboard_name
 from infra.cloudwatch.dcgm_exporter import EXPORTER, IDLE_ALARM, exporter_values
-from infra.cluster import SYSTEM_NODE_SELECTOR, Cluster, managed_policy_arn
+from infra.cluster import Cluster, managed_policy_arn
 from infra.config import StackConfig
 from infra.karpenter import Karpenter
 from infra.policies import pod_identity_trust_policy
@@ -53,7 +53,7 @@ class Observability(pulumi.ComponentResource):
             addon_name=ADDON_NAME,
             addon_version=cfg.addon_version(ADDON_NAME),
             configuration_values=pulumi.Output.from_input(args.cluster_name).apply(
-                lambda n: json.dumps(observability_configuration(cfg, n, SYSTEM_NODE_SELECTOR), sort_keys=True)
+                lambda n: json.dumps(observability_configuration(cfg, n), sort_keys=True)
             ),
             pod_identity_associations=[
                 aws.eks.AddonPodIdentityAssociationArgs(role_arn=role.arn, service_account=ADDON["service_account"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from infra.cluster import ADDONS_BEFORE_NODES, CONTROL_PLANE_LOG_TYPES, NODE_POLICIES, SYSTEM_NODE_SELECTOR
+from infra.cluster import ADDONS_BEFORE_NODES, CONTROL_PLANE_LOG_TYPES, NODE_POLICIES
+from infra.config.system_nodes import SYSTEM_NODE_SELECTOR
 
 EKS = "eks:index:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from infra.cluster import NODE_POLICIES, SYSTEM_NODE_SELECTOR
+from infra.cluster import NODE_POLICIES
+from infra.config.system_nodes import SYSTEM_NODE_SELECTOR
 from infra.karpenter import CONTROLLER_POLICIES, INTERRUPTION_EVENTS
 from tools.offline import ACCOUNT_ID
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra.cluster import SYSTEM_NODE_SELECTOR
+from infra.config.system_nodes import SYSTEM_NODE_SELECTOR
 from infra.lb_controller import CHART_REPOSITORY, POLICY_FILE, SERVICE_ACCOUNT
 from infra.policies import POLICIES, fill_policy
 

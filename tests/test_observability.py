@@ -57,12 +57,12 @@ def test_the_addon_keeps_the_charts_tolerate_everything_default():
                 yield from keys(v, (*path, k))
 
     for logs in ("false", "true"):
-        configuration = observability_configuration(parse(observabilityContainerLogs=logs), "c", {})
+        configuration = observability_configuration(parse(observabilityContainerLogs=logs), "c")
         assert not [k for k in keys(configuration) if "tolerations" in k or "nodeSelector" in k or "affinity" in k]
 
 
 def test_container_logs_key_turns_fluent_bit_on():
-    assert observability_configuration(parse(observabilityContainerLogs="true"), "c", {})["containerLogs"] == {
+    assert observability_configuration(parse(observabilityContainerLogs="true"), "c")["containerLogs"] == {
         "enabled": True
     }
 

@@ -53,7 +53,8 @@ def test_the_addon_plan_is_what_the_program_installs(keys):
     planned = {
         p.name: (p.version, json.dumps(p.configuration, sort_keys=True) if p.configuration else None)
         for p in addon_plan(
-            parse_config({"aws:region": "us-west-2", **{f"eks-gpu-spot:{k}": v for k, v in keys.items()}})
+            parse_config({"aws:region": "us-west-2", **{f"eks-gpu-spot:{k}": v for k, v in keys.items()}}),
+            run.outputs["cluster_name"],
         )
     }
     assert installed == planned
@@ -62,7 +63,7 @@ def test_the_addon_plan_is_what_the_program_installs(keys):
 def test_every_pinned_addon_is_one_the_preflight_asks_about_and_the_pin_files_say_so():
     """No pin in infra/data/eks_addons.json escapes the check: with observability on, the plan covers every add-on
     pinned; each pin has its own source, and both data files name the preflight as what verifies them."""
-    plan = {p.name for p in addon_plan(config())}
+    plan = {p.name for p in addon_plan(config(), "c")}
     assert plan == set(ADDONS)
     data = json.loads((PROJECT_ROOT / "infra" / "data" / "eks_addons.json").read_text())
     assert all(data["sources"][k][addon] for k, pins in data["versions"].items() for addon in pins)

@@ -22,15 +22,14 @@ from typing import Any
 from infra.catalog.data import load_data
 from infra.cloudwatch.dcgm_exporter import scraping_agents
 from infra.config import StackConfig
+from infra.config.system_nodes import SYSTEM_NODE_SELECTOR
 
 OBSERVABILITY = load_data("observability")
 ADDON: dict[str, str] = OBSERVABILITY["addon"]
 ADDON_NAME = ADDON["name"]
 
 
-def observability_configuration(
-    cfg: StackConfig, cluster_name: str, system_node_selector: dict[str, str]
-) -> dict[str, Any]:
+def observability_configuration(cfg: StackConfig, cluster_name: str) -> dict[str, Any]:
     """The add-on's `configuration_values` (chart values; keys of the add-on's configuration schema).
 
     Left at the chart's defaults on purpose: `tolerations` (`[{operator: Exists}]`, values.yaml "Provide default
@@ -57,5 +56,5 @@ def observability_configuration(
         # GPU utilization from the node's one DCGM engine. The add-on takes the chart's values ("The add-on and the
         # Helm chart use the same configuration values", CloudWatch user guide, eks-observability-addon-configure);
         # `agents` and `agent.prometheus.config` are in the chart's values.yaml from 4.3.0 to 6.4.0.
-        "agents": scraping_agents(cluster_name, system_node_selector),
+        "agents": scraping_agents(cluster_name, SYSTEM_NODE_SELECTOR),
     }

@@ -15,6 +15,9 @@ INSTANCE_TYPE = re.compile(
     r"^(?P<family>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)\."
     r"(?:nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal(?:-[1-9][0-9]*xl)?)$"
 )
+# The label of the system node group's nodes: the controllers' and agents' nodeSelector, never on a Karpenter node.
+SYSTEM_NODE_LABEL = ("eks-gpu-spot/node-role", "system")
+SYSTEM_NODE_SELECTOR = dict([SYSTEM_NODE_LABEL])
 # Graviton families carry a "g" after the generation digit (m7g, c6gn, r6gd, t4g, im4gn).
 _GRAVITON_FAMILY = re.compile(r"^[a-z]+[0-9]+[a-z]*g[a-z]*$")
 

@@ -19,7 +19,7 @@ from typing import Any
 from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 
-from infra.addons import AddonPlan, addon_plan
+from infra.addons import AddonPlan, addon_plan, stand_in_cluster_name
 from infra.catalog.selection import ARCH
 from infra.config import StackConfig
 from tools.preflight.aws import Aws, Skip
@@ -42,7 +42,7 @@ ALL_TRAFFIC = "-1"
 
 def check_pins(aws: Aws, cfg: StackConfig, config_target: str = "") -> PinReport:
     report = PinReport(config_target=config_target)
-    for plan in addon_plan(cfg):
+    for plan in addon_plan(cfg, stand_in_cluster_name(cfg)):
         guarded(report, f"add-on {plan.name}", check_addon, aws, cfg, plan, report)
     guarded(report, "node images", check_node_images, aws, cfg, report)
     training = [pool.name for pool in cfg.effective_gpu_pools if pool.efa]

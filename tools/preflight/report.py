@@ -35,11 +35,6 @@ class PoolReport:
     spot_prices: dict[str, dict[str, float]] = field(default_factory=dict)
     placement_scores: dict[str, Any] = field(default_factory=dict)
     checked: set[str] = field(default_factory=set)
-    config_target: str = ""  # `--stack NAME` / `--config-file PATH`: what the advice's `pulumi config` edits
-
-    def config_command(self, command: str) -> str:
-        """`pulumi config <command>` for the stack file read (as checks.Region.config)."""
-        return f"pulumi config {command} {self.config_target}".rstrip()
 
     @property
     def verdict(self) -> str:
@@ -68,6 +63,11 @@ class PinReport:
     addons: dict[str, str] = field(default_factory=dict)  # add-on -> the version checked
     images: dict[str, str | None] = field(default_factory=dict)  # SSM parameter -> AMI ID (None: AWS has none)
     checked: set[str] = field(default_factory=set)
+    config_target: str = ""  # `--stack NAME` / `--config-file PATH`: what the advice's `pulumi config` edits
+
+    def config_command(self, command: str) -> str:
+        """`pulumi config <command>` for the stack file read (as checks.Region.config)."""
+        return f"pulumi config {command} {self.config_target}".rstrip()
 
     verdict = PoolReport.verdict
 
