@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from infra.catalog.kubernetes_versions import today as current_date
 from infra.config import ConfigError, parse_config
 from tools.charts import existing_dir, render_charts
 from tools.output_folder import OutputFolder, OutputFolderError
@@ -45,12 +46,17 @@ class UnsupportedVersionError(ValueError):
 
 
 def kubernetes_status(cfg: Any, today: date) -> str:
-    """The version's support status line; raises UnsupportedVersionError past extended support."""
+    """The version's support status line under the support type the stack sends; raises UnsupportedVersionError past
+    extended support and ConfigError for STANDARD past standard support (infra/config/cluster.py dated_problems)."""
     from infra.catalog.kubernetes_versions import ENDED, VERSIONS, ended_message, status_line
+    from infra.config.cluster import dated_problems
 
     if VERSIONS[cfg.kubernetes_version].status(today) == ENDED:
         raise UnsupportedVersionError(ended_message(cfg.kubernetes_version))
-    return status_line(cfg.kubernetes_version, today)
+    problems = dated_problems(cfg, today)
+    if problems:
+        raise ConfigError(problems)
+    return status_line(cfg.kubernetes_version, today, cfg.kubernetes_support_type)
 
 
 def observability_line(cfg: Any) -> str:
@@ -291,14 +297,18 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
     try:
         raw = read_stack_file(config_file)
         cfg = parse_config(raw)  # fails before the engine starts
-        version_line = kubernetes_status(cfg, today or date.today())
-        run = run_program(raw, stack=stack)
+        today = today or current_date()
+        version_line = kubernetes_status(cfg, today)
+        run = run_program(raw, stack=stack, today=today)
     except (StackFileError, ConfigError, OfflineRegionError, UnsupportedVersionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_outputs(run, folder)
     print(summary(run, stack, cfg.region, zone_lines(cfg)))
     print(version_line)
+    for warning in run.warnings:  # the program's own warnings, each once: its version warning is the line above
+        if f"warning: {warning}" != version_line:
+            print(f"warning: {warning}")
     print(observability_line(cfg))
     print("\n".join(gpu_pool_lines(cfg, stack_arguments(args))))
     files = ["resources.json", "critical-path.json", "outputs.json", *(["dashboard.json"] * cfg.observability)]
