@@ -97,7 +97,8 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-eks",
             name=args.cluster_name,
             version=cfg.kubernetes_version,
-            # STANDARD by default: never billed for extended support (README, Kubernetes versions).
+            # STANDARD by default: never billed for extended support; refused past the end of standard support
+            # (infra/catalog/kubernetes_versions.py, README Kubernetes versions).
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=cfg.kubernetes_support_type),
             authentication_mode=eks.AuthenticationMode.API,
             vpc_id=network.vpc_id,

@@ -10,8 +10,10 @@ import pulumi_random as random
 
 from infra.access import ClusterAccess, ClusterAccessArgs
 from infra.catalog.kubernetes_versions import STANDARD, VERSIONS, status_line
+from infra.catalog.kubernetes_versions import today as current_date
 from infra.cluster import Cluster, ClusterArgs
-from infra.config import StackConfig
+from infra.config import ConfigError, StackConfig
+from infra.config.cluster import dated_problems
 from infra.destroy_hook import cleanup_hook
 from infra.efa import EfaDevicePlugin, EfaDevicePluginArgs, efa_pools
 from infra.image_cache import ImageCache, ImageCacheArgs
@@ -28,12 +30,17 @@ def version_warning(cfg: StackConfig, today: date) -> str | None:
     `pulumi destroy --run-program` still run on such a stack (render refuses an ended version)."""
     if VERSIONS[cfg.kubernetes_version].status(today) == STANDARD:
         return None
-    return status_line(cfg.kubernetes_version, today).removeprefix("warning: ")
+    return status_line(cfg.kubernetes_version, today, cfg.kubernetes_support_type).removeprefix("warning: ")
 
 
 def build_stack(cfg: StackConfig, today: date | None = None) -> dict[str, Any]:
     """Register every resource of the stack; returns the stack outputs (name -> value)."""
-    warning = version_warning(cfg, today or date.today())
+    today = today or current_date()
+    # STANDARD past the end of standard support: EKS would refuse the update; refused here first, naming the key.
+    problems = dated_problems(cfg, today)
+    if problems:
+        raise ConfigError(problems)
+    warning = version_warning(cfg, today)
     if warning:
         pulumi.log.warn(warning)
     # First, before any resource: a pinned zone that the region lacks is a config error (names availabilityZones[i]).

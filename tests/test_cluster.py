@@ -146,7 +146,7 @@ def test_kubernetes_provider_uses_the_cluster_kubeconfig_as_a_secret(stack):
 
 
 def test_addon_versions_are_pinned_per_kubernetes_version_and_no_invoke_resolves_them(render):
-    run = render(kubernetesVersion="1.34")
+    run = render(kubernetesVersion="1.34", kubernetesSupportType="EXTENDED")  # 1.34: extended from 2026-12-02
     versions = {r.inputs["addonName"]: r.inputs["addonVersion"] for r in run.of_type(ADDON)}
     assert versions["kube-proxy"] == "v1.34.0-eksbuild.2" and versions["coredns"] == "v1.12.3-eksbuild.1"
     assert not [token for token, _ in run.invokes if "getAddonVersion" in token]

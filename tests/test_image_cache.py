@@ -10,8 +10,9 @@ import yaml
 from infra.config import ConfigError, parse_config
 from tests.conftest import PROJECT_ROOT
 from tools.offline import ACCOUNT_ID, OfflineMocks
+from tools.output_folder import OutputFolder
 from tools.render import main as render_main
-from tools.render import write_stack_outputs
+from tools.render_files import write_stack_outputs
 
 RULE = "aws:ecr/pullThroughCacheRule:PullThroughCacheRule"
 TEMPLATE = "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate"
@@ -174,7 +175,7 @@ def test_image_cache_output_maps_each_upstream_to_its_private_prefix(stack, rend
 
 
 def test_outputs_json_masks_secrets_and_holds_the_image_cache(stack, tmp_path):
-    write_stack_outputs(stack, tmp_path)
+    write_stack_outputs(stack, OutputFolder(tmp_path))
     document = json.loads((tmp_path / "outputs.json").read_text())
     assert set(document) == set(stack.outputs)
     assert document["kubeconfig"] == "[secret]"

@@ -23,7 +23,7 @@ from infra.catalog.kubernetes_versions import (
     minor,
     upgrade_problem,
 )
-from infra.config import ADDON_VERSIONS, ADDONS, StackConfig, parse_config
+from infra.config import ADDON_VERSIONS, ADDONS, ConfigError, StackConfig, parse_config
 from tests.conftest import PROJECT_ROOT
 from tools.offline import run_program
 from tools.render import main as render_main
@@ -87,9 +87,10 @@ def test_a_bad_support_type_names_the_key_and_suggests():
 # --- render and the program ----------------------------------------------------------------------------------------
 
 
-def stack_file(tmp_path, version: str):
+def stack_file(tmp_path, version: str, support_type: str | None = None):
     path = tmp_path / f"Pulumi.v{version.replace('.', '')}.yaml"
-    path.write_text(f"config:\n  aws:region: us-west-2\n  eks-gpu-spot:kubernetesVersion: '{version}'\n")
+    support = f"  eks-gpu-spot:kubernetesSupportType: {support_type}\n" if support_type else ""
+    path.write_text(f"config:\n  aws:region: us-west-2\n  eks-gpu-spot:kubernetesVersion: '{version}'\n{support}")
     return path
 
 
@@ -102,16 +103,66 @@ def test_render_of_dev_creates_the_newest_version_and_prints_its_status(tmp_path
     assert cluster["inputs"]["version"] == NEWEST
 
 
-def test_render_warns_in_extended_support_with_the_date_and_the_extra_cost(tmp_path, capsys):
-    config = stack_file(tmp_path, "1.33")
+def test_render_warns_in_extended_support_once_with_the_date_and_the_extra_cost(tmp_path, capsys):
+    """A 1.33 stack in extended support (EXTENDED, as EKS's API defaults to): deploys, billed extended; render says so
+    once (the program's own warning is not printed a second time)."""
+    config = stack_file(tmp_path, "1.33", "EXTENDED")
     assert render_main(["--config-file", str(config), "--out", str(tmp_path / "o")], today=TODAY) == 0
-    out = capsys.readouterr().out
-    assert "warning: Kubernetes 1.33 is in EKS extended support since 2026-07-29" in out
-    assert "about $365 more a month" in out
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "warning: Kubernetes 1.33 is in EKS extended support since 2026-07-29" in captured.out
+    assert printed.count("extended support since 2026-07-29") == 1 and printed.count("$365") == 1
+    assert "kubernetesSupportType EXTENDED" in captured.out
+    resources = json.loads((tmp_path / "o" / "resources.json").read_text())
+    (cluster,) = [r for r in resources if r["type"] == "eks:index:Cluster"]
+    assert cluster["inputs"]["upgradePolicy"] == {"supportType": "EXTENDED"}
+
+
+# EKS user guide, disable-extended-support: "You cannot disable extended support once your cluster has entered it.
+# You can only disable extended support for clusters on standard support." A STANDARD cluster is upgraded by EKS at
+# the end of standard support (view-upgrade-policy), so a stack whose version is past it and sends STANDARD is either
+# in extended support (EKS refuses the update) or names a version the cluster no longer runs.
+@pytest.mark.parametrize(("version", "today"), [("1.33", TODAY), ("1.34", date(2026, 12, 2))])
+def test_render_refuses_standard_for_a_version_past_standard_support_with_the_fix(tmp_path, capsys, version, today):
+    config = stack_file(tmp_path, version)  # no kubernetesSupportType: the default, STANDARD
+    out = tmp_path / "o"
+    assert render_main(["--config-file", str(config), "--out", str(out)], today=today) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("error: ") == 1 and "Traceback" not in captured.err
+    for word in ("kubernetesSupportType", "'STANDARD'", "EXTENDED", f"kubernetesVersion {version}", "$365"):
+        assert word in captured.err, word
+    assert not out.exists()
+
+
+def test_preflight_refuses_standard_past_standard_support_before_asking_aws(tmp_path, capsys):
+    from tools.preflight.__main__ import main as preflight_main
+
+    def no_aws(service, region):
+        raise AssertionError(f"preflight asked {service} in {region}")
+
+    assert preflight_main(["--config-file", str(stack_file(tmp_path, "1.33"))], factory=no_aws, today=TODAY) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "kubernetesSupportType" in captured.err and "Traceback" not in captured.err
+
+
+def test_standard_is_accepted_the_day_before_standard_support_ends_and_says_what_follows(tmp_path, capsys):
+    config = stack_file(tmp_path, "1.34")
+    assert render_main(["--config-file", str(config), "--out", str(tmp_path / "o")], today=date(2026, 12, 1)) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("Kubernetes 1.34"))
+    assert "kubernetesSupportType STANDARD" in line and "upgrades the control plane" in line and "$365" not in line
+
+
+def test_the_program_refuses_standard_past_standard_support_on_the_date_it_is_given():
+    raw = {"aws:region": "us-west-2", "eks-gpu-spot:kubernetesVersion": "1.33"}
+    with pytest.raises(ConfigError) as error:
+        run_program(raw, today=TODAY)
+    assert "kubernetesSupportType" in str(error.value) and "EXTENDED" in str(error.value)
+    before = run_program(raw, today=date(2026, 7, 28))  # still in standard support: STANDARD is what it sends
+    assert before.one("eks:index:Cluster").inputs["upgradePolicy"] == {"supportType": "STANDARD"}
 
 
 def test_render_refuses_a_version_past_extended_support_naming_the_key(tmp_path, capsys):
-    config = stack_file(tmp_path, "1.32")
+    config = stack_file(tmp_path, "1.32", "EXTENDED")
     out = tmp_path / "o"
     assert render_main(["--config-file", str(config), "--out", str(out)], today=date(2027, 3, 23)) == 2
     captured = capsys.readouterr()
@@ -120,18 +171,17 @@ def test_render_refuses_a_version_past_extended_support_naming_the_key(tmp_path,
     assert not out.exists()
 
 
-def test_the_program_warns_but_still_runs_on_an_ended_version(monkeypatch):
+def test_the_program_warns_but_still_runs_on_an_ended_version():
     """`pulumi refresh` and `pulumi destroy --run-program` run the program: it must not refuse the stack."""
-    cfg = parse_config({"eks-gpu-spot:kubernetesVersion": "1.32"})
+    raw = {
+        "aws:region": "us-west-2",
+        "eks-gpu-spot:kubernetesVersion": "1.32",
+        "eks-gpu-spot:kubernetesSupportType": "EXTENDED",
+    }
+    cfg = parse_config(raw)
     later = date(2027, 4, 1)
     assert "ended on 2027-03-23" in stack_module.version_warning(cfg, later)
     assert stack_module.version_warning(cfg, date(2026, 1, 1)) is None
-
-    class Later(date):
-        @classmethod
-        def today(cls):
-            return later
-
-    monkeypatch.setattr(stack_module, "date", Later)
-    run = run_program({"aws:region": "us-west-2", "eks-gpu-spot:kubernetesVersion": "1.32"})
+    run = run_program(raw, today=later)
     assert run.one("eks:index:Cluster").inputs["version"] == "1.32"
+    assert [w for w in run.warnings if "ended on 2027-03-23" in w]

@@ -5,7 +5,9 @@ dashboard over documented metrics with the stack's own names, the queue alarm be
 from __future__ import annotations
 
 import json
+import re
 
+import botocore.session
 import pytest
 
 from infra.catalog.data import load_data
@@ -126,7 +128,51 @@ def test_every_widget_names_a_documented_metric_with_the_stacks_own_dimensions(s
     assert ("ContainerInsights", "node_gpu_reserved_capacity") in drawn
     assert ("AWS/Events", "TriggeredRules") in drawn
     assert {("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/SQS", "ApproximateAgeOfOldestMessage")} <= drawn
-    assert ("AWS/EKS", "PendingPods") in drawn
+    assert {("AWS/EKS", "scheduler_pending_pods"), ("AWS/EKS", "scheduler_pending_pods_UNSCHEDULABLE")} <= drawn
+
+
+# aws-cdk-lib's canned metrics, generated from AWS's published metric metadata (../shared/reference/README.md):
+# `namespace:"AWS/EKS",metricName:"scheduler_pending_pods",dimensionsMap:dimensions,statistic:"Sum"`.
+CANNED = re.compile(r'namespace:"([^"]+)",metricName:"([^"]+)",dimensionsMap:dimensions,statistic:"([^"]+)"')
+
+
+def _published_metrics(reference) -> dict[tuple[str, str], str]:
+    """(namespace, metric) -> the statistic AWS's metadata gives it, over every generated file."""
+    published: dict[tuple[str, str], str] = {}
+    for path in sorted((reference / "cloudwatch-metrics").glob("*-canned-metrics.generated.js")):
+        for namespace, metric, statistic in CANNED.findall(path.read_text()):
+            published.setdefault((namespace, metric), statistic)
+    return published
+
+
+def _statistics_drawn(body: dict):
+    """(namespace, metric, statistic, spec) of every AWS/* metric row a widget or the alarm names."""
+    for widget in DASHBOARD["widgets"]:
+        for spec in [*widget.get("metrics", []), *(s for s in (widget.get("search"), widget.get("also_search")) if s)]:
+            yield spec["namespace"], spec["metric"], spec["stat"], spec
+    alarm = ALARM["metric"]
+    yield alarm["namespace"], alarm["metric"], alarm["stat"], alarm
+
+
+def test_every_aws_metric_on_the_dashboard_and_the_alarm_is_one_aws_publishes(stack, reference):
+    """Held against metadata AWS generates, not the project's own list: the pending-pods panel once drew
+    `AWS/EKS PendingPods`, a name AWS/EKS never publishes (it publishes scheduler_pending_pods, with ClusterName)."""
+    published = _published_metrics(reference)
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage") in published  # the pattern still reads the files
+    statistics = set(botocore.session.get_session().get_service_model("cloudwatch").shape_for("Statistic").enum)
+    body = registered_body(stack)
+    names = [(n, m) for n, m, _, _ in _metric_references(body) if n.startswith("AWS/")]
+    alarms = [alarm.inputs for alarm in stack.of_type(ALARM_TYPE)]
+    names += [(a["namespace"], a["metricName"]) for a in alarms if a["namespace"].startswith("AWS/")]
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage") in names  # the queue alarm is among them
+    assert [name for name in names if name not in published] == []
+    assert {n for n, _ in names} == {"AWS/Events", "AWS/SQS", "AWS/EKS"}
+    for namespace, metric, statistic, spec in _statistics_drawn(body):
+        if not namespace.startswith("AWS/"):
+            continue
+        assert statistic in statistics, (metric, statistic)
+        # Another statistic than AWS's own for the metric says why, with its source.
+        assert statistic == published[(namespace, metric)] or spec.get("stat_source"), (metric, statistic)
 
 
 def test_interruption_and_rebalance_widgets_count_those_two_rules_per_hour():

@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,7 @@ class Outcome:
     release: str
     error: str = ""  # one line; empty when rendered
     missing: bool = False  # the archive is not in the chart directory
+    manifests: str = ""  # helm template's output
 
 
 def archive_name(document: dict[str, Any]) -> str:
@@ -90,9 +92,7 @@ def first_error_line(stderr: str) -> str:
     return (errors or lines or ["no error output"])[0]
 
 
-def _render_one(
-    helm: str, document: dict[str, Any], chart_dir: Path, out: Path, work: Path, kube_version: str | None
-) -> Outcome:
+def _render_one(helm: str, document: dict[str, Any], chart_dir: Path, work: Path, kube_version: str | None) -> Outcome:
     release = document["release"]
     archive = chart_dir / archive_name(document)
     if not archive.is_file():
@@ -112,26 +112,42 @@ def _render_one(
         return Outcome(release, f"charts: {release}: helm template took over {HELM_TIMEOUT_SECONDS} s; stopped")
     if result.returncode != 0:
         return Outcome(release, f"charts: {release} ({archive.name}): {first_error_line(result.stderr)}")
-    (out / "charts" / f"{release}.yaml").write_text(result.stdout)
-    return Outcome(release)
+    return Outcome(release, manifests=result.stdout)
 
 
-def render_charts(out: Path, chart_dir: Path, kube_version: str | None = None, helm: str | None = None) -> int:
-    """Render every release in OUT/helm/ into OUT/charts/; print one line per problem. 1 if helm failed, else 0."""
+def _write_into(out: Path) -> Callable[[str, str], Any]:
+    def write(relative: str, text: str) -> None:
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        (out / relative).write_text(text)
+
+    return write
+
+
+def render_charts(
+    out: Path,
+    chart_dir: Path,
+    kube_version: str | None = None,
+    helm: str | None = None,
+    write: Callable[[str, str], Any] | None = None,
+) -> int:
+    """Render every release in OUT/helm/ into OUT/charts/; print one line per problem. 1 if helm failed, else 0.
+    `write(relative path, text)` writes a file into OUT (render's records it in its marker: tools/output_folder.py)."""
     if helm is None:
         helm, why = find_helm()
         if helm is None:
             print(why, file=sys.stderr)
             return 0
+    write = write or _write_into(out)
     documents = [yaml.safe_load(path.read_text()) for path in sorted((out / "helm").glob("*.yaml"))]
-    (out / "charts").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="render-charts-") as tmp, ThreadPoolExecutor() as pool:
         outcomes = list(
-            pool.map(lambda document: _render_one(helm, document, chart_dir, out, Path(tmp), kube_version), documents)
+            pool.map(lambda document: _render_one(helm, document, chart_dir, Path(tmp), kube_version), documents)
         )
     for outcome in outcomes:
         if outcome.error:
             print(outcome.error, file=sys.stderr)
+        else:
+            write(f"charts/{outcome.release}.yaml", outcome.manifests)
     rendered = [o.release for o in outcomes if not o.error]
     print(f"Rendered {len(rendered)} of {len(outcomes)} Helm releases with {helm} into {out}/charts/")
     return 1 if any(o.error and not o.missing for o in outcomes) else 0

@@ -10,9 +10,11 @@ import base64
 import functools
 import hashlib
 import json
+import logging
 import runpy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from infra.catalog.data import load_data
+from infra.catalog.kubernetes_versions import dated
 from infra.catalog.zones import REGION_ZONE_IDS
 from infra.config import PROJECT, REGION_KEY
 from infra.config.access import region_partition
@@ -90,6 +93,8 @@ class OfflineRun:
     secret_outputs: frozenset[str] = field(default_factory=frozenset)
     invokes: tuple[tuple[str, dict], ...] = ()
     """Every invoke the program made: (token, arguments)."""
+    warnings: tuple[str, ...] = ()
+    """What the program logged as warnings (`pulumi.log.warn`), recorded rather than printed: render prints them."""
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -389,13 +394,26 @@ def region_zones(region: str, pinned: Sequence[str] = ()) -> tuple[list[str], li
     return [f"{region}{chr(ord('a') + i)}" for i in range(len(zone_ids))], list(zone_ids)
 
 
-def run_program(raw_config: Mapping[str, str], stack: str = "dev") -> OfflineRun:
-    """Run the real program (`__main__.py`) offline with this stack config."""
-    return run_offline(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), raw_config, stack)
+def run_program(raw_config: Mapping[str, str], stack: str = "dev", today: date | None = None) -> OfflineRun:
+    """Run the real program (`__main__.py`) offline with this stack config, as of `today` (None: the clock)."""
+    with dated(today):
+        return run_offline(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), raw_config, stack)
+
+
+class _Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def run_offline(program: Callable[[], Any], raw_config: Mapping[str, str], stack: str = "dev") -> OfflineRun:
     """Run `program` (which registers resources and calls `pulumi.export`) against the offline engine."""
+    warnings = _Warnings()
+    logger = logging.getLogger(f"{__name__}.program")
+    logger.handlers, logger.propagate = [warnings], False
     pinned = as_list(raw_config.get(f"{PROJECT}:availabilityZones", "")) or ()
     mocks = OfflineMocks(str(raw_config.get(REGION_KEY, "us-west-2")), pinned)
     monitor = RecordingMonitor(mocks)
@@ -404,7 +422,7 @@ def run_offline(program: Callable[[], Any], raw_config: Mapping[str, str], stack
     # and the walk is an eighth of a run.
     runtime_resource._get_stack_trace = _no_stack_trace
     settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor)
     pulumi.runtime.set_all_config({str(k): str(v) for k, v in raw_config.items()})
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
@@ -424,4 +442,5 @@ def run_offline(program: Callable[[], Any], raw_config: Mapping[str, str], stack
         return _sync_await(resolve_exports())
 
     _sync_await(run_pulumi_func(main))
-    return OfflineRun(monitor.registrations, outputs, frozenset(secret_outputs), tuple(mocks.invokes))
+    invokes = tuple(mocks.invokes)
+    return OfflineRun(monitor.registrations, outputs, frozenset(secret_outputs), invokes, tuple(warnings.messages))

@@ -4,16 +4,14 @@
 
 Writes DIR/resources.json (every registered resource), DIR/outputs.json (the stack outputs), DIR/kubernetes/*.yaml
 (every Kubernetes object the program would apply) and DIR/helm/*.yaml (every Helm release). Bad config: exit 2, one
-message, nothing written.
+message, nothing written. DIR must be new, empty or an earlier render's (tools/output_folder.py); else exit 2.
 With --chart-dir, also DIR/charts/<release>.yaml from the real `helm template` (see tools/charts.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import signal
 import sys
 from collections import Counter
@@ -22,10 +20,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infra.catalog.kubernetes_versions import today as current_date
 from infra.config import ConfigError, parse_config
 from tools.charts import existing_dir, render_charts
+from tools.output_folder import OutputFolder, OutputFolderError
+from tools.render_files import (
+    kubernetes_objects,  # noqa: F401 (tests read the objects through render)
+    stack_critical_path,
+    write_outputs,
+)
 from tools.stack_files import (
     StackFileError,
     add_stack_arguments,
@@ -38,9 +41,6 @@ from tools.stack_files import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
-DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
-UNKNOWN = "[unknown]"  # an output value the offline engine cannot know
 
 
 class UnsupportedVersionError(ValueError):
@@ -48,47 +48,17 @@ class UnsupportedVersionError(ValueError):
 
 
 def kubernetes_status(cfg: Any, today: date) -> str:
-    """The version's support status line; raises UnsupportedVersionError past extended support."""
+    """The version's support status line under the support type the stack sends; raises UnsupportedVersionError past
+    extended support and ConfigError for STANDARD past standard support (infra/config/cluster.py dated_problems)."""
     from infra.catalog.kubernetes_versions import ENDED, VERSIONS, ended_message, status_line
+    from infra.config.cluster import dated_problems
 
     if VERSIONS[cfg.kubernetes_version].status(today) == ENDED:
         raise UnsupportedVersionError(ended_message(cfg.kubernetes_version))
-    return status_line(cfg.kubernetes_version, today)
-
-
-def write_outputs(run: Any, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "kubernetes").mkdir(parents=True)
-    (out / "helm").mkdir()
-    (out / "resources.json").write_text(json.dumps(resource_documents(run), indent=2) + "\n")
-    write_critical_path(run, out)
-    write_stack_outputs(run, out)
-    write_dashboard(run, out)
-    for release in run.of_type(HELM_RELEASE):
-        inputs = release.inputs
-        repository, chart = _split_chart(inputs.get("chart", ""), (inputs.get("repositoryOpts") or {}).get("repo"))
-        document = {
-            "release": inputs.get("name", release.name),
-            "chart": chart,
-            "repository": repository,
-            "version": inputs.get("version"),
-            "namespace": inputs.get("namespace"),
-            "skipCrds": inputs.get("skipCrds", False),
-            "values": canonical(inputs.get("values", {})),
-        }
-        _write_yaml(out / "helm" / f"{document['release']}.yaml", document)
-    for obj in kubernetes_objects(run):
-        kind, name = obj["kind"].lower(), obj["metadata"]["name"]
-        _write_yaml(out / "kubernetes" / f"{kind}-{name}.yaml", canonical(obj))
-
-
-def write_dashboard(run: Any, out: Path) -> None:
-    """OUT/dashboard.json: the CloudWatch dashboard body the stack would send (infra/cloudwatch/dashboard.py), for
-    review; absent when observability is off."""
-    for dashboard in run.of_type(DASHBOARD):
-        body = json.loads(dashboard.inputs["dashboardBody"])
-        (out / "dashboard.json").write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    problems = dated_problems(cfg, today)
+    if problems:
+        raise ConfigError(problems)
+    return status_line(cfg.kubernetes_version, today, cfg.kubernetes_support_type)
 
 
 def observability_line(cfg: Any) -> str:
@@ -108,49 +78,6 @@ def observability_line(cfg: Any) -> str:
         f"{logs}; dashboard (${prices['dashboard_per_month_usd']:.2f}/month) in OUT/dashboard.json; "
         f"1 alarm (${prices['alarm_per_month_usd']:.2f}/month); see README, Observability"
     )
-
-
-def canonical(value: Any) -> Any:
-    """Mappings with their keys sorted, all the way down. The engine hands inputs over as protobuf Structs, whose key
-    order (and the order resources register in) differs from run to run: sorted, two renders of one stack are
-    byte-identical and a diff shows only what changed. Lists keep their order (it means something)."""
-    if isinstance(value, dict):
-        return {k: canonical(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [canonical(v) for v in value]
-    return value
-
-
-def resource_documents(run: Any) -> list[dict[str, Any]]:
-    """resources.json: every registration, ordered by URN, its dependencies sorted and its inputs canonical."""
-    documents = []
-    for registration in sorted(run.registrations, key=lambda r: r.urn):
-        document = registration.as_json()
-        document["dependencies"] = sorted(document.get("dependencies", []))
-        document["inputs"] = canonical(document.get("inputs", {}))
-        documents.append(document)
-    return documents
-
-
-def _split_chart(chart: str, repository: str | None) -> tuple[str | None, str]:
-    """An OCI chart is one address (`oci://registry/path/chart`); show it as repository + chart like the others."""
-    if repository is None and chart.startswith("oci://"):
-        registry, _, name = chart.rpartition("/")
-        return registry, name
-    return repository, chart
-
-
-def kubernetes_objects(run: Any) -> list[dict[str, Any]]:
-    """Every Kubernetes object (not Helm releases, not providers) as the manifest that would be applied."""
-    objects = []
-    for r in run.registrations:
-        if r.type.startswith("kubernetes:") and r.type != HELM_RELEASE and r.custom and "apiVersion" in r.inputs:
-            objects.append(dict(r.inputs))
-    return objects
-
-
-def _write_yaml(path: Path, document: Any) -> None:
-    path.write_text(yaml.safe_dump(document, sort_keys=False, default_flow_style=False))
 
 
 def plural(count: int, noun: str) -> str:
@@ -298,31 +225,6 @@ def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
     return lines
 
 
-def write_stack_outputs(run: Any, out: Path) -> None:
-    """OUT/outputs.json: the stack outputs as `pulumi stack output --json` would show them; secret outputs (kubeconfig)
-    as "[secret]", values unknown offline as "[unknown]". Ids, ARNs and the account are placeholders."""
-    from tools.offline import SECRET
-
-    def shown(name: str, value: Any) -> Any:
-        return SECRET if name in run.secret_outputs else UNKNOWN if value is None else value
-
-    document = {name: shown(name, value) for name, value in sorted(run.outputs.items())}
-    (out / "outputs.json").write_text(json.dumps(document, indent=2) + "\n")
-
-
-def stack_critical_path(run: Any) -> Any:
-    """The estimated chain of a first `pulumi up` (tools/critical_path.py), over the registrations in URN order so that
-    a tie between chains is broken the same way every run."""
-    from tools.critical_path import critical_path
-
-    return critical_path(sorted(run.registrations, key=lambda r: r.urn))
-
-
-def write_critical_path(run: Any, out: Path) -> None:
-    """OUT/critical-path.json: the estimated wall time of a first `pulumi up` and its chain."""
-    (out / "critical-path.json").write_text(json.dumps(stack_critical_path(run).as_json(), indent=2) + "\n")
-
-
 def critical_path_lines(run: Any) -> list[str]:
     from tools.critical_path import summary_lines
 
@@ -391,20 +293,31 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
     config_file = stack_file(args)
     stack = stack_name(args)
     out = args.out or ROOT / "render-out" / stack
+    try:
+        folder = OutputFolder.claim(
+            out, checkout=ROOT, example=f"render-out/{stack}"
+        )  # reads only: nothing is deleted before the program ran
+    except OutputFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
     from tools.offline import OfflineRegionError, run_program  # after argument errors: the SDK import is slow
 
     try:
         raw = read_stack_file(config_file)
         cfg = parse_config(raw)  # fails before the engine starts
-        version_line = kubernetes_status(cfg, today or date.today())
-        run = run_program(raw, stack=stack)
+        today = today or current_date()
+        version_line = kubernetes_status(cfg, today)
+        run = run_program(raw, stack=stack, today=today)
     except (StackFileError, ConfigError, OfflineRegionError, UnsupportedVersionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    write_outputs(run, out)
+    write_outputs(run, folder)
     print(summary(run, stack, cfg.region, zone_lines(cfg), source_label(args)))
     print(version_line)
+    for warning in run.warnings:  # the program's own warnings, each once: its version warning is the line above
+        if f"warning: {warning}" != version_line:
+            print(f"warning: {warning}")
     print(observability_line(cfg))
     print("\n".join(gpu_pool_lines(cfg, stack_arguments(args))))
     files = ["resources.json", "critical-path.json", "outputs.json", *(["dashboard.json"] * cfg.observability)]
@@ -414,7 +327,7 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
         f"{deploy_advice(args)} (README, Deploy)"
     )
     if args.chart_dir is not None:  # tools/charts.py: what each problem prints and which ones fail the run
-        return render_charts(out, args.chart_dir, kube_version=cfg.kubernetes_version)
+        return render_charts(out, args.chart_dir, kube_version=cfg.kubernetes_version, write=folder.write_text)
     return 0
 
 

@@ -34,9 +34,8 @@ def _value(placeholder: str, names: Mapping[str, Any]) -> str:
 
 
 def _search(spec: Mapping[str, Any], cluster: str, period: int, label: str) -> dict[str, Any]:
-    schema = ",".join([spec["namespace"], *spec["dimensions"]]) if spec["dimensions"] else None
-    terms = f'MetricName="{spec["metric"]}" ClusterName="{cluster}"'
-    query = f"{{{schema}}} {terms}" if schema else f'Namespace="{spec["namespace"]}" {terms}'
+    schema = ",".join([spec["namespace"], *spec["dimensions"]])
+    query = f'{{{schema}}} MetricName="{spec["metric"]}" ClusterName="{cluster}"'
     return {"expression": f"SEARCH('{query}', '{spec['stat']}', {period})", "id": label, "label": ""}
 
 

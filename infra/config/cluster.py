@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import difflib
 import re
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
 from infra.catalog.data import load_data
-from infra.catalog.kubernetes_versions import BOTTLEROCKET_NVIDIA_VARIANTS, KARPENTER_RANGES, NEWEST, SUPPORTED, minor
+from infra.catalog.kubernetes_versions import (
+    BOTTLEROCKET_NVIDIA_VARIANTS,
+    KARPENTER_RANGES,
+    NEWEST,
+    SUPPORTED,
+    minor,
+    support_type_problem,
+)
 from infra.catalog.regions import sdk_description, sdk_regions
 from infra.config.convert import (
     REGION,
@@ -52,7 +60,8 @@ class ClusterKeys(Section):
     kubernetes_support_type: str = key(
         "STANDARD",
         "EKS upgrade policy: STANDARD (never billed for extended support; EKS upgrades the control plane at the end "
-        "of standard support) or EXTENDED (stays, billed $0.60 instead of $0.10 per cluster-hour).",
+        "of standard support; refused once the version is past it) or EXTENDED (stays, billed $0.60 instead of $0.10 "
+        "per cluster-hour).",
     )
     endpoint_public_access: Bool = key(True, "Expose the Kubernetes API endpoint publicly.")
     public_access_cidrs: Strings = key(("0.0.0.0/0",), "CIDRs allowed to reach the public API endpoint.")
@@ -148,6 +157,13 @@ def _version_problems(cfg: StackConfig) -> list[ConfigProblem]:
         why = f"Bottlerocket {cfg.bottlerocket_version} builds NVIDIA variants for {', '.join(variants)} only"
         problems.append(ConfigProblem("kubernetesVersion", version, why))
     return problems
+
+
+def dated_problems(cfg: StackConfig, today: date) -> list[ConfigProblem]:
+    """Rules that depend on the date (infra/catalog/kubernetes_versions.py): STANDARD past the end of standard
+    support. The program, render and preflight each check them with the date they run on."""
+    why = support_type_problem(cfg.kubernetes_version, cfg.kubernetes_support_type, today)
+    return [ConfigProblem("kubernetesSupportType", cfg.kubernetes_support_type, why)] if why else []
 
 
 def _endpoint_problems(cfg: Any) -> list[ConfigProblem]:

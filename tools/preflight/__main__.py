@@ -6,9 +6,12 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import date
 
+from infra.catalog.kubernetes_versions import today as current_date
 from infra.catalog.regions import sdk_description, sdk_regions
 from infra.config import REGION, ConfigError, parse_config
+from infra.config.cluster import dated_problems
 from tools.preflight import __doc__ as DOC
 from tools.preflight.aws import Aws, ClientFactory, session_factory
 from tools.preflight.checks import run_checks
@@ -42,7 +45,8 @@ def regions_arg(text: str) -> list[str]:
     return list(dict.fromkeys(regions))
 
 
-def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None) -> int:
+def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None, today: date | None = None) -> int:
+    """`today` (the date support windows are read against) is injected by tests; the command uses the clock."""
     parser = argparse.ArgumentParser(
         prog="python -m tools.preflight",
         description=DOC.splitlines()[0],
@@ -62,6 +66,9 @@ def main(argv: Sequence[str] | None = None, factory: ClientFactory | None = None
     try:
         raw = read_stack_file(stack_file(args))
         cfg = parse_config(raw)
+        problems = dated_problems(cfg, today or current_date())  # what `pulumi up` would refuse today
+        if problems:
+            raise ConfigError(problems)
         compare = [r for r in args.regions if r != cfg.region]
         aws = Aws(factory or session_factory(raw.get("aws:profile")))
         region, reports = run_checks(aws, cfg, compare, config_target(args))

@@ -1,5 +1,6 @@
 """Which EC2 vCPU quota governs a family (data: infra/data/ec2_vcpu_quotas.json), and the quota check of one pool:
-one instance of some type must fit (else blocked), the pool's gpuLimit should fit (else a warning)."""
+one instance of some type must fit (else blocked), the pool's gpuLimit should fit (else a warning). Launches into
+reservations (capacity type 'reserved') consume no new quota and are never blocked by one (PURCHASE below)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,20 @@ from tools.preflight.aws import Aws, Skip
 from tools.preflight.report import listed
 
 _DATA = load_data("ec2_vcpu_quotas")
-# Capacity type -> the purchase option whose quota it consumes. 'reserved': On-Demand Capacity Reservations run as
-# On-Demand instances and count toward the On-Demand vCPU quota (Capacity Blocks have their own quotas: not checked).
-PURCHASE = {"spot": "spot", "on-demand": "on-demand", "reserved": "on-demand"}
+# Capacity type -> the purchase option whose vCPU quota a new launch consumes. 'reserved' has none: a launch into a
+# Capacity Reservation uses quota the reservation already holds. EC2 user guide, On-Demand Capacity Reservations
+# (awsdocs/amazon-ec2-user-guide doc_source/ec2-capacity-reservations.md), Quotas: "You can reserve capacity for as
+# many instances as that quota allows, minus the number of instances that are already running"; Limitations: "Active
+# and unused Capacity Reservations count toward your On-Demand Instance limits". Capacity Blocks "are delivered as
+# targeted Capacity Reservations" (EC2 user guide, capacity-blocks-using). So the On-Demand headroom (quota minus what
+# runs) says nothing about a reserved launch: a block that fills the quota is the normal case, and its nodes launch.
+PURCHASE = {"spot": "spot", "on-demand": "on-demand"}
 LABEL = {"spot": "Spot", "on-demand": "On-Demand"}
+RESERVED_NOTE = (
+    "reserved: launches into the pool's Capacity Reservations use the On-Demand quota the reservations already hold "
+    "(EC2 user guide, On-Demand Capacity Reservations: active and unused reservations count toward it), so no vCPU "
+    "quota can stop them; whether the reservations exist and are active is not checked here"
+)
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,10 @@ def instances_for(gpu_limit: int, name: str) -> int:
 def check_quotas(aws: Aws, region: str, pool: Any, types: list[str], report: Any, cache: dict[str, Any]) -> None:
     """Per purchase option of the pool: group its types by quota, compare one instance and gpuLimit with the quota.
     Blocking only when no purchase option can launch any type; a purchase option that cannot is a warning."""
-    purchases = sorted({PURCHASE[c] for c in pool.capacity_types}, key=list(LABEL).index)
+    purchases = sorted({PURCHASE[c] for c in pool.capacity_types if c in PURCHASE}, key=list(LABEL).index)
+    reserved = "reserved" in pool.capacity_types
+    if reserved:
+        report.notes.append(RESERVED_NOTE)
     launchable: dict[str, bool] = {}
     problems: dict[str, list[str]] = {}
     for purchase in purchases:
@@ -195,8 +209,8 @@ def check_quotas(aws: Aws, region: str, pool: Any, types: list[str], report: Any
     for purchase in purchases:
         if not problems[purchase]:
             continue
-        if any(launchable.values()):
-            others = [LABEL[p] for p, ok in launchable.items() if ok]
+        if any(launchable.values()) or reserved:
+            others = [LABEL[p] for p, ok in launchable.items() if ok] + ["into its reservations"] * reserved
             report.warnings += [f"{p} (the pool still launches {' or '.join(others)})" for p in problems[purchase]]
         else:
             report.blocking += problems[purchase]
