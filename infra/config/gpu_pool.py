@@ -74,6 +74,8 @@ class GpuPool(Section):
     # Static capacity (README, Capacity Blocks): a fixed number of nodes, whatever pods ask for.
     replicas: Int | None = None
     placement_group: str | None = None
+    # Warm headroom (README, Recovering from a Spot interruption): whole GPUs a CapacityBuffer keeps idle and ready.
+    headroom: Int | None = None
 
     @field_validator("name")
     @classmethod
@@ -178,6 +180,11 @@ class GpuPool(Section):
             )
         return v
 
+    @field_validator("headroom")
+    @classmethod
+    def _headroom(cls, v: int | None) -> int | None:
+        return check_range(v, 1, 100_000, "must be a positive number of whole GPUs to keep warm")
+
     @field_validator("zone")
     @classmethod
     def _zone(cls, v: str | None) -> str | None:
@@ -224,6 +231,7 @@ class GpuPool(Section):
             raise item_error("migProfile", self.mig_profile, "excludes timeSlicingReplicas: choose one way to share")
         self._check_efa()
         self._check_static()
+        self._check_headroom()
         largest = largest_gpu_count(self.matched_types)
         if self.gpu_limit < largest:
             raise item_error("gpuLimit", self.gpu_limit, _limit_below_largest(largest, self.matched_types))
@@ -277,6 +285,25 @@ class GpuPool(Section):
                 list(self.instance_types),
                 f"with replicas and efa need one EFA layout (the node class lists each interface); EFA per type: "
                 f"{layouts}",
+            )
+
+    def _check_headroom(self) -> None:
+        if self.headroom is None:
+            return
+        if self.static:
+            raise item_error("headroom", self.headroom, "excludes replicas: a static pool holds its nodes already")
+        sharing = "timeSlicingReplicas" if self.time_slicing_replicas else "migProfile" if self.mig_profile else None
+        if sharing:
+            raise item_error(
+                "headroom",
+                self.headroom,
+                f"excludes {sharing}: headroom keeps whole GPUs warm, and a shared pool counts slices or partitions",
+            )
+        if self.headroom > self.gpu_limit:
+            # Karpenter counts the nodes it launches for a CapacityBuffer in the pool's limits like any other
+            # (infra/gpu/headroom.py): a buffer above gpuLimit could never be filled.
+            raise item_error(
+                "headroom", self.headroom, f"is above gpuLimit ({self.gpu_limit}): warm GPUs count in the pool's limit"
             )
 
     @property
