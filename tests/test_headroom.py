@@ -224,3 +224,28 @@ def test_prices_are_karpenters_generated_table(tmp_path):
         check=True,
     ).stdout
     assert prices_from_go(go) == load_data("gpu_prices")
+
+
+def test_readme_trade_table_is_what_the_model_says(example_cfg):
+    from tests.readme import parse_readme
+
+    l4 = parse(gpuPools=pools({"name": "l4", "gpuNames": ["l4"], "gpuCountMax": 1, "headroom": 1}))
+    expected = []
+    for cfg, name in ((example_cfg, "training"), (l4, "l4")):
+        pool = next(p for p in cfg.effective_gpu_pools if p.name == name)
+        r, warm = pool_recovery(cfg, pool), warm_nodes(pool)
+        expected.append(
+            [
+                str(pool.headroom),
+                f"{warm.nodes} x {warm.instance_type}",
+                f"{r.cold_seconds:.0f}",
+                f"{r.warm_seconds:.0f}",
+                f"{r.saved_seconds:.0f}",
+                f"{warm.usd_per_hour:.2f}",
+            ]
+        )
+    for path, title in ((PROJECT_ROOT / "README.md", "Recovering from a Spot interruption"),
+                        (PROJECT_ROOT / "README.zh-CN.md", "从 Spot 中断中恢复")):  # fmt: skip
+        readme = parse_readme(path)
+        trade = [t for t in readme.tables if t.section == readme.section(title)][-1]
+        assert [row[1:] for row in trade.rows[1:]] == expected, path.name
