@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 from infra.cluster import NODE_POLICIES, Cluster, ec2_trust_policy, managed_policy_arn
 from infra.config import StackConfig
 from infra.config.system_nodes import SYSTEM_NODE_SELECTOR
+from infra.gpu.headroom import uses_headroom
 from infra.gpu.pools import uses_node_overlays
 from infra.policies import pod_identity_trust_policy, render_policy
 
@@ -241,6 +242,8 @@ def _chart_values(cluster_name: pulumi.Input[str], queue_name: pulumi.Input[str]
                 "nodeOverlay": uses_node_overlays(cfg),
                 # Static pools (gpuPools[i].replicas) hold a fixed number of nodes; alpha in 1.14, off by default.
                 "staticCapacity": any(pool.static for pool in cfg.effective_gpu_pools),
+                # Warm headroom (gpuPools[i].headroom) is a CapacityBuffer; alpha in 1.14, off by default.
+                "capacityBuffer": uses_headroom(cfg),
             },
         },
         # Pod Identity binds the role to this exact name; the chart would otherwise derive it from the release.

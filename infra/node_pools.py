@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_kubernetes as kubernetes
 from pulumi_kubernetes.apiextensions import CustomResource
 
 from infra.bottlerocket import (
@@ -25,6 +26,7 @@ from infra.bottlerocket import (
 from infra.catalog.gpus import LABEL
 from infra.catalog.selection import requirement
 from infra.config import PROJECT, GpuPool, StackConfig
+from infra.gpu.headroom import CAPACITY_BUFFER_API_VERSION, NAMESPACE, headroom_manifests
 from infra.gpu.placement import CAPACITY_TYPE, PoolOffer
 from infra.gpu.pools import (
     NODEOVERLAY_API_VERSION,
@@ -200,6 +202,7 @@ class NodePools(pulumi.ComponentResource):
     node_classes: dict[str, CustomResource]
     node_pools: dict[str, CustomResource]
     node_overlays: dict[str, CustomResource]
+    capacity_buffers: dict[str, CustomResource]
     placement_groups: Mapping[str, aws.ec2.PlacementGroup]
 
     def __init__(self, name: str, args: NodePoolsArgs, opts: pulumi.ResourceOptions | None = None):
@@ -252,12 +255,35 @@ class NodePools(pulumi.ComponentResource):
             for overlay, spec in node_overlays(gpu_pool)
         }
 
+        # Pools with headroom: a CapacityBuffer keeps that many GPUs warm (infra/gpu/headroom.py).
+        self.capacity_buffers = {pool.name: self._headroom(name, pool, controller) for pool in gpu_pools.values()
+                                 if pool.headroom}  # fmt: skip
+
         self.register_outputs(
             {
                 "node_classes": list(self.node_classes),
                 "node_pools": list(self.node_pools),
                 "node_overlays": list(self.node_overlays),
             }
+        )
+
+    def _headroom(self, name: str, pool: GpuPool, controller: list[pulumi.Resource]) -> CustomResource:
+        """The pool's placeholder PodTemplate and the CapacityBuffer that points at it (same namespace)."""
+        template, buffer = headroom_manifests(pool)
+        pod_template = kubernetes.core.v1.PodTemplate(
+            f"{name}-{pool.name}-headroom-template",
+            metadata=template["metadata"],
+            template=template["template"],
+            opts=pulumi.ResourceOptions(parent=self, provider=self._provider),
+        )
+        return self._karpenter_object(
+            f"{name}-{pool.name}-headroom",
+            CAPACITY_BUFFER_API_VERSION,
+            "CapacityBuffer",
+            buffer["metadata"]["name"],
+            buffer["spec"],
+            [*controller, pod_template, self.node_pools[pool.name]],
+            metadata={"namespace": NAMESPACE},
         )
 
     def _karpenter_object(

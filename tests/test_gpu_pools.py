@@ -198,6 +198,7 @@ def test_time_slicing_is_in_the_pools_own_user_data_and_overlays_count_the_slice
         "nodeRepair": True,
         "nodeOverlay": True,
         "staticCapacity": False,
+        "capacityBuffer": True,  # the example's training pool keeps headroom
     }
 
 

@@ -282,8 +282,8 @@ def test_controller_release_skips_crds_and_sets_cluster_queue_account_and_placem
     assert values["settings"] == {
         "clusterName": run.outputs["cluster_name"],
         "interruptionQueue": run.one(QUEUE, "karpenter-interruption").inputs["name"],
-        # Node repair always; NodeOverlay only for time-sliced GPU pools (none in this stack).
-        "featureGates": {"nodeRepair": True, "nodeOverlay": False, "staticCapacity": False},
+        # Node repair always; NodeOverlay, staticCapacity, capacityBuffer only when a pool uses them (none here).
+        "featureGates": {"nodeRepair": True, "nodeOverlay": False, "staticCapacity": False, "capacityBuffer": False},
     }
     assert not values["settings"]["interruptionQueue"].startswith(("https:", "arn:"))
     assert values["serviceAccount"] == {"name": "karpenter"}

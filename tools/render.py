@@ -201,6 +201,7 @@ def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
     never runs: it calls AWS."""
     from infra.catalog.gpus import CATALOG
     from infra.gpu.pools import node_class_of
+    from infra.gpu.recovery import recovery_lines
 
     lines = ["GPU pools (instance types their requirements match in infra/data/gpu_catalog.json today):"]
     for pool in cfg.effective_gpu_pools:
@@ -218,6 +219,7 @@ def gpu_pool_lines(cfg: Any, stack_args: str) -> list[str]:
                 f"(gpuDataVolumeSize = {cfg.gpu_data_volume_size} GiB), so size it for your images"
             )
     lines += pool_table_lines(cfg)
+    lines += recovery_lines(cfg)
     lines.append(
         "  Offered in this region's zones, within vCPU quota, Spot capacity now: not known offline; "
         f"ask AWS with `uv run python -m tools.preflight {stack_args}`"

@@ -75,6 +75,8 @@ class GpuPool(Section):
     # Static capacity (README, Capacity Blocks): a fixed number of nodes, whatever pods ask for.
     replicas: Int | None = None
     placement_group: str | None = None
+    # Warm headroom (README, Recovering from a Spot interruption): whole GPUs a CapacityBuffer keeps idle and ready.
+    headroom: Int | None = None
 
     @field_validator("name")
     @classmethod
@@ -170,6 +172,11 @@ class GpuPool(Section):
             )
         return v
 
+    @field_validator("headroom")
+    @classmethod
+    def _headroom(cls, v: int | None) -> int | None:
+        return check_range(v, 1, 100_000, "must be a positive number of whole GPUs to keep warm")
+
     @field_validator("zone")
     @classmethod
     def _zone(cls, v: str | None) -> str | None:
@@ -182,7 +189,13 @@ class GpuPool(Section):
         """Every rule between the pool's keys; every broken one is reported, not the first only."""
         errors = self._selection_errors()
         if not errors:  # the rules below read the types the selection matches
-            errors = self._capacity_errors() + self._check_efa() + self._check_static() + self._limit_errors()
+            errors = (
+                self._capacity_errors()
+                + self._check_efa()
+                + self._check_static()
+                + self._check_headroom()
+                + self._limit_errors()
+            )
         if errors:
             raise item_errors(errors)
         return self
@@ -297,6 +310,22 @@ class GpuPool(Section):
                 )
             )
         return errors
+
+    def _check_headroom(self) -> list[PydanticCustomError]:
+        if self.headroom is None:
+            return []
+        if self.static:
+            return [item_error("headroom", self.headroom, "excludes replicas: a static pool holds its nodes already")]
+        sharing = "timeSlicingReplicas" if self.time_slicing_replicas else "migProfile" if self.mig_profile else None
+        if sharing:
+            why = f"excludes {sharing}: headroom keeps whole GPUs warm, and a shared pool counts slices or partitions"
+            return [item_error("headroom", self.headroom, why)]
+        if self.headroom > self.gpu_limit:
+            # Karpenter counts the nodes it launches for a CapacityBuffer in the pool's limits like any other
+            # (infra/gpu/headroom.py): a buffer above gpuLimit could never be filled.
+            why = f"is above gpuLimit ({self.gpu_limit}): warm GPUs count in the pool's limit"
+            return [item_error("headroom", self.headroom, why)]
+        return []
 
     @property
     def requirements(self) -> list[dict[str, Any]]:
