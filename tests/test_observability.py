@@ -14,7 +14,7 @@ from infra.catalog.data import load_data
 from infra.cloudwatch.addon import ADDON_NAME, observability_configuration
 from infra.cloudwatch.dashboard import ALARM, DASHBOARD, DOCUMENTED_METRICS, dashboard_body
 from infra.karpenter import INTERRUPTION_EVENTS, QUEUE_RETENTION_SECONDS
-from tests.conftest import PROJECT_ROOT, config_error, parse, render_here, render_stack
+from tests.conftest import PROJECT_ROOT, config_error, parse, render_here, render_stack, run_stack_file
 
 ADDON = "aws:eks/addon:Addon"
 DASHBOARD_TYPE = "aws:cloudwatch/dashboard:Dashboard"
@@ -259,6 +259,12 @@ def test_render_writes_the_dashboard_and_says_whether_it_is_on(tmp_path):
     result = render_here("--stack", "dev", "--out", str(tmp_path / "on"))
     assert result.returncode == 0, result.stderr
     assert "Observability: on" in result.stdout
+    # The line counts the alarms the program registers (the queue's and one idle-GPU alarm per pool), not a constant,
+    # and names the exporter that feeds the GPU utilization panels.
+    [line] = [x for x in result.stdout.splitlines() if x.startswith("Observability: on")]
+    alarms = len(run_stack_file(PROJECT_ROOT / "Pulumi.dev.yaml", "dev").of_type(ALARM_TYPE))
+    assert alarms >= 2 and f"{alarms} alarms" in line, line
+    assert "dcgm-exporter" in line, line
     body = json.loads((tmp_path / "on" / "dashboard.json").read_text())
     assert [w["properties"]["title"] for w in body["widgets"]] == [w["title"] for w in DASHBOARD["widgets"]]
 

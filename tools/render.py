@@ -41,6 +41,7 @@ from tools.stack_files import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 
 class UnsupportedVersionError(ValueError):
@@ -61,10 +62,11 @@ def kubernetes_status(cfg: Any, today: date) -> str:
     return status_line(cfg.kubernetes_version, today, cfg.kubernetes_support_type)
 
 
-def observability_line(cfg: Any) -> str:
-    """Whether the CloudWatch add-on, dashboard and alarm are on, and what it costs (README, Observability)."""
+def observability_line(cfg: Any, run: Any) -> str:
+    """Whether the CloudWatch add-on, the dcgm-exporter, dashboard and alarms are on, and what they cost (README,
+    Observability and GPU utilization). The alarms are counted from what the program registered."""
     if not cfg.observability:
-        return "Observability: off (observability false): no CloudWatch add-on, dashboard or alarm"
+        return "Observability: off (observability false): no CloudWatch add-on, exporter, dashboard or alarm"
     from infra.cloudwatch.addon import OBSERVABILITY  # loaded once, with the program
 
     prices = OBSERVABILITY["prices"]
@@ -73,10 +75,12 @@ def observability_line(cfg: Any) -> str:
         if cfg.observability_container_logs
         else "no container logs"
     )
+    alarms = len(run.of_type(ALARM))
     return (
-        "Observability: on: CloudWatch add-on (Container Insights, DCGM exporter off: one DCGM per GPU node), "
-        f"{logs}; dashboard (${prices['dashboard_per_month_usd']:.2f}/month) in OUT/dashboard.json; "
-        f"1 alarm (${prices['alarm_per_month_usd']:.2f}/month); see README, Observability"
+        "Observability: on: CloudWatch add-on (Container Insights; its own DCGM exporter off), dcgm-exporter on the "
+        f"node agent's DCGM engine (GPU metrics ${prices['custom_metric_per_month_usd']:.2f}/metric-month); {logs}; "
+        f"dashboard (${prices['dashboard_per_month_usd']:.2f}/month) in OUT/dashboard.json; "
+        f"{plural(alarms, 'alarm')} (${prices['alarm_per_month_usd']:.2f}/month each); see README, Observability"
     )
 
 
@@ -320,7 +324,7 @@ def main(argv: Sequence[str] | None = None, today: date | None = None) -> int:
     for warning in run.warnings:  # the program's own warnings, each once: its version warning is the line above
         if f"warning: {warning}" != version_line:
             print(f"warning: {warning}")
-    print(observability_line(cfg))
+    print(observability_line(cfg, run))
     print("\n".join(gpu_pool_lines(cfg, stack_arguments(args))))
     files = ["resources.json", "critical-path.json", "outputs.json", *(["dashboard.json"] * cfg.observability)]
     print(f"Wrote {', '.join(f'{out}/{f}' for f in [*files, 'kubernetes/', 'helm/'])}")
