@@ -9,6 +9,7 @@ import pulumi
 import pulumi_random as random
 
 from infra.access import ClusterAccess, ClusterAccessArgs
+from infra.admission import AdmissionPolicyArgs, GpuAdmissionPolicy
 from infra.catalog.kubernetes_versions import STANDARD, VERSIONS, status_line
 from infra.cluster import Cluster, ClusterArgs
 from infra.config import StackConfig
@@ -63,6 +64,8 @@ def build_stack(cfg: StackConfig, today: date | None = None) -> dict[str, Any]:
         "node-pools",
         NodePoolsArgs(cluster=cluster, karpenter=karpenter, config=cfg, teardown=teardown, placement_groups=groups),
     )
+    # Pods that would strand a GPU node are refused at creation (infra/admission.py).
+    GpuAdmissionPolicy("gpu-admission", AdmissionPolicyArgs(cluster=cluster, config=cfg))
     if stack_efa_plugin(cfg):  # the device plugin that makes nodes of EFA types advertise vpc.amazonaws.com/efa
         EfaDevicePlugin("efa", EfaDevicePluginArgs(cluster=cluster, config=cfg))
     LoadBalancerController(

@@ -18,8 +18,8 @@ from infra.gpu.limits import TRAINING, pool_kind
 from infra.gpu.placement import EFA_POOL_LABEL, Pod, untolerated
 from infra.gpu.pools import exists_tolerations, pool_taints
 from infra.gpu.scheduling import lands_on
-from infra.gpu.stranding import EfaPlugin, Stranded, stack_stranding, stranded
-from infra.node_pools import stack_offers
+from infra.gpu.stranding import EfaPlugin, Stranded, stranded
+from infra.node_pools import stack_offers, stack_stranding
 from tests.conftest import config_error, parse, render_stack
 from tests.karpenter_crds import validate
 from tools.charts import find_helm

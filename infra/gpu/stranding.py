@@ -188,13 +188,3 @@ CASES = (
 def closed_cases(pool: GpuPool) -> list[Case]:
     """The cases that could reach this pool, each closed (render's pool table)."""
     return [case for case in CASES if not pool.static and case.reaches(pool)]
-
-
-def stack_stranding(
-    cfg, plugin: EfaPlugin | None = None
-) -> tuple[list[PoolOffer], dict[str, GpuPool], EfaPlugin | None]:
-    """The stack's offers, GPU pools by name and EFA plugin placement (the program's, unless one is given)."""
-    from infra.node_pools import stack_offers  # the program's NodePool specs (imports the Pulumi SDK)
-
-    pools = {pool.name: pool for pool in cfg.effective_gpu_pools}
-    return stack_offers(cfg), pools, plugin if plugin is not None else efa_plugin(list(pools.values()))
