@@ -239,7 +239,7 @@ def test_render_no_longer_warns_about_the_pool_it_used_to_strand(tmp_path):
     result = render_here("--config-file", str(stack), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "where no EFA device plugin runs" not in result.stdout
-    [zz] = [line for line in result.stdout.splitlines() if line.strip().startswith("zz-h100 ")]
+    [zz] = [line for line in result.stdout.splitlines() if line.strip().startswith("zz-h100 ") and "NoSchedule" in line]
     assert "EFA: served" in zz
     [row] = [line for line in result.stdout.splitlines() if line.strip().startswith("train ") and "NoSchedule" in line]
     assert "whole GPUs + EFA" in row and "nvidia.com/gpu, vpc.amazonaws.com/efa" in row and "in usw2-az2" in row

@@ -139,6 +139,7 @@ class Case:
     resource it waits for, and which pools it can reach."""
 
     name: str
+    short: str  # as render's pool table names it
     resource: str
     requests: Mapping[str, float]
     tolerations: Sequence[Mapping[str, str]]
@@ -160,6 +161,7 @@ GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSc
 CASES = (
     Case(
         "EFA on a pool without the EFA device plugin",
+        "EFA",
         EFA_RESOURCE,
         {GPU_RESOURCE: 1, EFA_RESOURCE: 1},
         [GPU_TOLERATION],
@@ -168,6 +170,7 @@ CASES = (
     ),
     Case(
         "whole GPUs on a time-sliced pool",
+        "whole GPU",
         GPU_RESOURCE,
         {GPU_RESOURCE: 1},
         [{"operator": "Exists"}],  # a blanket toleration also tolerates the sharing taint
@@ -176,6 +179,7 @@ CASES = (
     ),
     Case(
         "security groups for pods (vpc.amazonaws.com/pod-eni)",
+        "pod-eni",
         POD_ENI_RESOURCE,
         {GPU_RESOURCE: 1, POD_ENI_RESOURCE: 1},
         [GPU_TOLERATION],
