@@ -1,4 +1,5 @@
-"""The EFA device plugin, on the nodes of EFA pools only (README, Training pools).
+"""The EFA device plugin, on every GPU node whose instance type has EFA (README, Training pools; "Nodes that never
+start").
 
 Bottlerocket ships EFA's host side but not the device plugin (EKS user guide, "Manage EFA devices on Amazon EKS":
 all Bottlerocket AMIs "include the host-level components" for EFA, not the plugin), so nodes only advertise
@@ -9,9 +10,13 @@ defaults do not fit (chart v0.5.30 values.yaml):
   (infra/data/eks_image_registries.json);
 - `tolerations: []` (the template adds only CriticalAddonsOnly): every GPU node is tainted, so the plugin tolerates
   each taint of the EFA pools;
-- the node affinity is built from `supportedInstanceLabels` (templates/daemonset.yaml: one `In` term over its keys
-  and 303 instance types): pointed at the EFA pools' label instead, the plugin runs exactly where pods may ask for
-  EFA and nowhere else, and a new instance type needs no chart change.
+- `tolerations: []` is widened to every taint of the pools that admit an EFA type, not only EFA pools;
+- the node affinity is built from `supportedInstanceLabels` (templates/daemonset.yaml: one `In` term per key over
+  one value list; the default lists 303 instance types): keys the EFA pools' label and the instance type, values
+  `true` and the EFA types the stack's GPU pools admit (infra/gpu/stranding.py efa_plugin). Karpenter attaches EFA
+  interfaces to any node whose pods request `vpc.amazonaws.com/efa`, whatever its pool, so a pod asking for EFA on a
+  pool of EFA types that is not an EFA pool is served instead of waiting on a node that never initializes; an EFA
+  pool's nodes get the plugin by label even for a type newer than the catalog.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ import pulumi_kubernetes as k8s
 
 from infra.catalog.data import load_data
 from infra.cluster import Cluster
-from infra.config import GpuPool, StackConfig
-from infra.gpu.pools import EFA_POOL_LABEL, exists_tolerations
+from infra.config import StackConfig
+from infra.gpu.stranding import EfaPlugin, efa_plugin
 
 CHART = "aws-efa-k8s-device-plugin"
 CHART_REPOSITORY = "https://aws.github.io/eks-charts"
@@ -36,8 +41,9 @@ IMAGE_PATH = "eks/aws-efa-k8s-device-plugin"
 REGISTRY_ACCOUNTS: dict[str, str] = load_data("eks_image_registries")["accounts"]
 
 
-def efa_pools(cfg: StackConfig) -> list[GpuPool]:
-    return [pool for pool in cfg.effective_gpu_pools if pool.efa]
+def stack_efa_plugin(cfg: StackConfig) -> EfaPlugin | None:
+    """Where the plugin runs in this stack; None: no GPU pool admits a type with EFA, so no release."""
+    return efa_plugin(cfg.effective_gpu_pools)
 
 
 def image_repository(region: str) -> str:
@@ -45,10 +51,12 @@ def image_repository(region: str) -> str:
 
 
 def device_plugin_values(cfg: StackConfig) -> dict[str, Any]:
+    plugin = stack_efa_plugin(cfg)
+    assert plugin is not None, "no GPU pool admits an EFA type: the stack has no EFA device plugin"
     return {
         "image": {"repository": image_repository(cfg.region)},
-        "tolerations": exists_tolerations(efa_pools(cfg)),
-        "supportedInstanceLabels": {"keys": [EFA_POOL_LABEL], "values": ["true"]},
+        "tolerations": list(plugin.tolerations),
+        "supportedInstanceLabels": plugin.values_for_chart(),
     }
 
 

@@ -45,6 +45,7 @@ from infra.gpu.static import (
     placement_group_name,
     placement_group_selector,
 )
+from infra.gpu.stranding import EfaPlugin, efa_plugin
 from infra.network import DISCOVERY_TAG
 
 if TYPE_CHECKING:
@@ -160,6 +161,15 @@ def stack_offers(cfg: StackConfig) -> list[PoolOffer]:
         overlays = [spec for _, spec in node_overlays(pool)]
         offers.append(PoolOffer.from_spec(pool.name, gpu_pool_spec(pool, cfg), overlays))
     return offers
+
+
+def stack_stranding(
+    cfg: StackConfig, plugin: EfaPlugin | None = None
+) -> tuple[list[PoolOffer], dict, EfaPlugin | None]:
+    """What infra/gpu/stranding.py asks about a stack: its offers, GPU pools by name and where the EFA device plugin
+    runs (the program's placement, unless one is given)."""
+    pools = {pool.name: pool for pool in cfg.effective_gpu_pools}
+    return stack_offers(cfg), pools, plugin if plugin is not None else efa_plugin(list(pools.values()))
 
 
 def manifest(api_version: str, kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:

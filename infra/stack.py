@@ -9,13 +9,14 @@ import pulumi
 import pulumi_random as random
 
 from infra.access import ClusterAccess, ClusterAccessArgs
+from infra.admission import AdmissionPolicyArgs, GpuAdmissionPolicy
 from infra.catalog.kubernetes_versions import STANDARD, VERSIONS, status_line
 from infra.catalog.kubernetes_versions import today as current_date
 from infra.cluster import Cluster, ClusterArgs
 from infra.config import ConfigError, StackConfig
 from infra.config.cluster import dated_problems
 from infra.destroy_hook import cleanup_hook
-from infra.efa import EfaDevicePlugin, EfaDevicePluginArgs, efa_pools
+from infra.efa import EfaDevicePlugin, EfaDevicePluginArgs, stack_efa_plugin
 from infra.image_cache import ImageCache, ImageCacheArgs
 from infra.karpenter import Karpenter, KarpenterArgs
 from infra.lb_controller import LoadBalancerController, LoadBalancerControllerArgs
@@ -70,7 +71,9 @@ def build_stack(cfg: StackConfig, today: date | None = None) -> dict[str, Any]:
         "node-pools",
         NodePoolsArgs(cluster=cluster, karpenter=karpenter, config=cfg, teardown=teardown, placement_groups=groups),
     )
-    if efa_pools(cfg):  # gpuPools[i].efa: the device plugin that makes EFA nodes advertise vpc.amazonaws.com/efa
+    # Pods that would strand a GPU node are refused at creation (infra/admission.py).
+    GpuAdmissionPolicy("gpu-admission", AdmissionPolicyArgs(cluster=cluster, config=cfg))
+    if stack_efa_plugin(cfg):  # the device plugin that makes nodes of EFA types advertise vpc.amazonaws.com/efa
         EfaDevicePlugin("efa", EfaDevicePluginArgs(cluster=cluster, config=cfg))
     LoadBalancerController(
         "lb-controller",

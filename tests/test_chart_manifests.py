@@ -77,7 +77,15 @@ def container(deployment: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_every_release_is_rendered(rendered):
     releases = {path.stem for path in (rendered / "helm").glob("*.yaml")}
-    assert releases == {"karpenter", "karpenter-crd", "aws-load-balancer-controller", "dcgm-exporter"}
+    # The EFA device plugin too: the dev pool's p5.48xlarge has EFA, and the plugin runs on every EFA type pools admit.
+    expected = {
+        "karpenter",
+        "karpenter-crd",
+        "aws-load-balancer-controller",
+        "dcgm-exporter",
+        "aws-efa-k8s-device-plugin",
+    }
+    assert releases == expected
     assert {path.stem for path in (rendered / "charts").glob("*.yaml")} == releases
 
 
@@ -145,6 +153,7 @@ def test_missing_archive_and_failing_helm_are_one_line_each(helm, rendered, tmp_
     charts.mkdir()
     shutil.copy(CHARTS / "karpenter-crd-1.14.1.tgz", charts)
     shutil.copy(CHARTS / "dcgm-exporter-4.8.2.tgz", charts)
+    shutil.copy(CHARTS / "aws-efa-k8s-device-plugin-v0.5.30.tgz", charts)
     (charts / "karpenter-1.14.1.tgz").write_bytes(b"not a chart archive")  # aws-load-balancer-controller: absent
 
     status = render_charts(out, charts, kube_version="1.33", helm=helm)
@@ -154,7 +163,8 @@ def test_missing_archive_and_failing_helm_are_one_line_each(helm, rendered, tmp_
     assert len(lines) == 2, lines
     assert "aws-load-balancer-controller-3.5.0.tgz not found" in lines[0]
     assert lines[1].startswith("charts: karpenter (karpenter-1.14.1.tgz): Error"), lines[1]
-    assert {path.name for path in (out / "charts").iterdir()} == {"karpenter-crd.yaml", "dcgm-exporter.yaml"}
+    rendered_charts = {path.name for path in (out / "charts").iterdir()}
+    assert rendered_charts == {"karpenter-crd.yaml", "dcgm-exporter.yaml", "aws-efa-k8s-device-plugin.yaml"}
 
     (charts / "karpenter-1.14.1.tgz").unlink()
     assert render_charts(out, charts, kube_version="1.33", helm=helm) == 0  # missing archives alone do not fail

@@ -16,9 +16,10 @@ from infra.config import parse_config
 from infra.efa import CHART, CHART_VERSION, REGISTRY_ACCOUNTS, device_plugin_values
 from infra.gpu.limits import TRAINING, pool_kind
 from infra.gpu.placement import EFA_POOL_LABEL, Pod, untolerated
-from infra.gpu.pools import pool_taints
-from infra.gpu.scheduling import efa_pods_stranded_on, lands_on
-from infra.node_pools import stack_offers
+from infra.gpu.pools import exists_tolerations, pool_taints
+from infra.gpu.scheduling import lands_on
+from infra.gpu.stranding import EfaPlugin, Stranded, stranded
+from infra.node_pools import stack_offers, stack_stranding
 from tests.conftest import config_error, parse, render_stack
 from tests.karpenter_crds import validate
 from tools.charts import find_helm
@@ -110,12 +111,15 @@ def test_the_training_pool_is_pinned_to_its_zone_and_labelled(efa_stack, referen
             assert validate(reference / "karpenter" / "crds", obj) == [], obj["metadata"]["name"]
 
 
-def test_the_device_plugin_release_exists_only_with_an_efa_pool(efa_stack):
+def test_the_device_plugin_release_exists_only_when_a_pool_admits_an_efa_type(efa_stack):
     (release,) = [r for r in efa_stack.of_type(RELEASE) if r.inputs["chart"] == CHART]
     assert release.inputs["version"] == CHART_VERSION
     assert release.inputs["namespace"] == "kube-system"
-    no_efa = render_stack(gpuPools=pools(INFERENCE_POOL))
-    assert not [r for r in no_efa.of_type(RELEASE) if r.inputs["chart"] == CHART]
+    # No EFA pool, but g6e.12xlarge has EFA: a pod requesting it makes Karpenter attach EFA there (infra/efa.py).
+    no_efa_pool = render_stack(gpuPools=pools(INFERENCE_POOL))
+    assert [r for r in no_efa_pool.of_type(RELEASE) if r.inputs["chart"] == CHART]
+    no_efa_type = render_stack(gpuPools=pools({**INFERENCE_POOL, "instanceTypes": ["g6.xlarge"]}))
+    assert not [r for r in no_efa_type.of_type(RELEASE) if r.inputs["chart"] == CHART]
 
 
 @pytest.mark.parametrize("region", ["us-west-2", "af-south-1", "ap-east-2", "mx-central-1"])
@@ -150,19 +154,35 @@ def _rendered_daemonset(cfg, reference, tmp_path) -> dict:
     return daemonset["spec"]["template"]["spec"]
 
 
-def test_the_real_chart_runs_the_plugin_on_every_efa_node_and_nowhere_else(reference, tmp_path):
+def _selects(terms: list[dict], labels: dict[str, str]) -> bool:
+    """Kubernetes required node affinity: terms ORed, a term's expressions ANDed (only In/NotIn appear here)."""
+
+    def holds(e: dict) -> bool:
+        return (labels.get(e["key"]) in e["values"]) is (e["operator"] == "In")
+
+    return any(all(holds(e) for e in term["matchExpressions"]) for term in terms)
+
+
+def test_the_real_chart_runs_the_plugin_on_every_node_of_an_efa_type_and_nowhere_else(reference, tmp_path):
+    """Every pool's nodes, EFA pool or not, shared or not, get the plugin exactly when their type has EFA: the
+    affinity and tolerations as `helm template` renders them, evaluated with Kubernetes' affinity semantics."""
     shared = {**TRAINING_POOL, "name": "train-b", "instanceTypes": ["p5en.48xlarge"], "capacityTypes": ["on-demand"]}
-    cfg = parse(gpuPools=pools(TRAINING_POOL, shared, INFERENCE_POOL))
+    sliced = {"name": "sliced", "instanceTypes": ["g6.12xlarge", "g6.xlarge"], "timeSlicingReplicas": 4}
+    cfg = parse(gpuPools=pools(TRAINING_POOL, shared, INFERENCE_POOL, sliced))
     spec = _rendered_daemonset(cfg, reference, tmp_path)
     assert spec["containers"][0]["image"].startswith("602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/")
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    seen = set()
     for pool in cfg.gpu_pools:
-        if pool.efa:
-            assert untolerated(pool_taints(pool), spec["tolerations"]) == [], pool.name
-    (term,) = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    keys = {e["key"]: e for e in term["matchExpressions"]}
-    # Scheduled by the EFA pools' label, not by the chart's instance-type list.
-    assert keys[EFA_POOL_LABEL] == {"key": EFA_POOL_LABEL, "operator": "In", "values": ["true"]}
-    assert "node.kubernetes.io/instance-type" not in keys
+        labels = {EFA_POOL_LABEL: "true"} if pool.efa else {}
+        assert untolerated(pool_taints(pool), spec["tolerations"]) == [], pool.name
+        for name in pool.matched_types:
+            node = {**labels, "node.kubernetes.io/instance-type": name, "eks.amazonaws.com/compute-type": "ec2"}
+            assert _selects(terms, node) is (CATALOG[name].efa > 0), (pool.name, name)
+            seen.add((name, CATALOG[name].efa > 0))
+    assert ("g6.xlarge", False) in seen and ("g6.12xlarge", True) in seen
+    # An EFA pool's node of a type newer than the catalog still gets it, by the pool's label.
+    assert _selects(terms, {EFA_POOL_LABEL: "true", "node.kubernetes.io/instance-type": "p7.96xlarge"})
 
 
 def test_efa_nodes_use_the_cluster_security_group_that_allows_all_traffic_to_itself(efa_stack):
@@ -195,16 +215,20 @@ def test_an_efa_pod_lands_on_the_training_pool():
     assert lands_on(zoned, offers) is None
 
 
-def test_a_heavier_pool_of_efa_types_without_the_plugin_strands_efa_pods():
+def test_a_heavier_pool_of_efa_types_serves_efa_pods_it_used_to_strand():
+    """Before, the plugin ran only on EFA pools' nodes: the pod went to zz-h100 (weight 50) and its node never
+    initialized. Now the plugin runs there too (infra/gpu/stranding.py efa_plugin): the same node serves it."""
     other = {"name": "zz-h100", "instanceTypes": ["p5.48xlarge"], "weight": 50}
-    offers = stack_offers(parse(gpuPools=pools(TRAINING_POOL, other)))
+    cfg = parse(gpuPools=pools(TRAINING_POOL, other))
+    offers, by_name, plugin = stack_stranding(cfg)
     assert lands_on(efa_pod(), offers) == "zz-h100"
-    assert efa_pods_stranded_on(offers) == ["zz-h100"]
+    old = EfaPlugin([EFA_POOL_LABEL], ["true"], exists_tolerations([p for p in cfg.gpu_pools if p.efa]))
+    assert stranded(efa_pod(), offers, by_name, old) == Stranded("zz-h100", EFA_RESOURCE)
+    assert stranded(efa_pod(), offers, by_name, plugin) is None
     assert lands_on(efa_pod(**{EFA_POOL_LABEL: "true"}), offers) == "train"
-    assert efa_pods_stranded_on(stack_offers(parse(gpuPools=pools(TRAINING_POOL, INFERENCE_POOL)))) == []
 
 
-def test_render_warns_about_the_stranding_pool(tmp_path):
+def test_render_no_longer_warns_about_the_pool_it_used_to_strand(tmp_path):
     from tests.conftest import render_here
 
     other = {"name": "zz-h100", "instanceTypes": ["p5.48xlarge"], "weight": 50}
@@ -214,7 +238,9 @@ def test_render_warns_about_the_stranding_pool(tmp_path):
     )
     result = render_here("--config-file", str(stack), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
-    assert "lands on zz-h100 first, where no EFA device plugin runs" in result.stdout
+    assert "where no EFA device plugin runs" not in result.stdout
+    [zz] = [line for line in result.stdout.splitlines() if line.strip().startswith("zz-h100 ") and "NoSchedule" in line]
+    assert "EFA: served" in zz
     [row] = [line for line in result.stdout.splitlines() if line.strip().startswith("train ") and "NoSchedule" in line]
     assert "whole GPUs + EFA" in row and "nvidia.com/gpu, vpc.amazonaws.com/efa" in row and "in usw2-az2" in row
 

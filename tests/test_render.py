@@ -133,7 +133,9 @@ def test_missing_stack_file_is_one_clear_line(tmp_path):
 def test_helm_folder_holds_every_release_with_repository_chart_and_version(dev_render):
     _, out = dev_render
     releases = {p.stem: yaml.safe_load(p.read_text()) for p in (out / "helm").glob("*.yaml")}
-    assert set(releases) == {"karpenter-crd", "karpenter", "aws-load-balancer-controller", "dcgm-exporter"}
+    # The dev stack's p5.48xlarge has EFA: the EFA device plugin runs on its nodes (infra/efa.py).
+    expected = {"karpenter-crd", "karpenter", "aws-load-balancer-controller", "dcgm-exporter"}
+    assert set(releases) == expected | {"aws-efa-k8s-device-plugin"}
     assert releases["karpenter"]["repository"] == "oci://public.ecr.aws/karpenter"
     assert releases["karpenter"]["chart"] == "karpenter" and releases["karpenter"]["skipCrds"] is True
     assert releases["karpenter-crd"]["chart"] == "karpenter-crd"

@@ -39,6 +39,7 @@ from tools.stack_files import (
     stack_file,
     stack_name,
 )
+from tools.stranding_report import closed_cell, stranding_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -104,14 +105,24 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
 
     gpu_pools = {pool.name: pool for pool in cfg.effective_gpu_pools}
     gpus_header = "GPUs before / after init / one batch"
-    rows = [("pool", "kind", "pods request", "and tolerate", "weight", "capacity", gpus_header)]
+    closed = "cannot strand it"
+    rows = [("pool", "kind", "pods request", "and tolerate", "weight", "capacity", gpus_header, closed)]
     offers = in_karpenters_order(stack_offers(cfg))
     # Static pools last: Karpenter never launches one for a pod (their weight column says so).
     for offer in [o for o in offers if not o.static] + [o for o in offers if o.static]:
         pool = gpu_pools.get(offer.name)
         if pool is None:
             rows.append(
-                (offer.name, "general", "cpu, memory", "-", str(offer.weight), ", ".join(offer.capacity_types), "-")
+                (
+                    offer.name,
+                    "general",
+                    "cpu, memory",
+                    "-",
+                    str(offer.weight),
+                    ", ".join(offer.capacity_types),
+                    "-",
+                    "-",
+                )
             )
             continue
         bound = pool_bound(pool)
@@ -121,7 +132,7 @@ def pool_table_rows(cfg: Any) -> list[tuple[str, ...]]:
         requests = requested_resource(pool) + (f", {EFA_RESOURCE}" if pool.efa else "")
         capacity = ", ".join(pool.capacity_types) + (f" in {pool.zone}" if pool.zone else "")
         weight = "static" if offer.static else str(offer.weight)
-        rows.append((offer.name, bound.kind, requests, taints, weight, capacity, gpus))
+        rows.append((offer.name, bound.kind, requests, taints, weight, capacity, gpus, closed_cell(pool)))
     return rows
 
 
@@ -135,7 +146,7 @@ def pool_table_lines(cfg: Any) -> list[str]:
     ]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append(f"  The model does not cover: {NOT_MODELLED} (README).")
-    return lines + efa_lines(cfg) + reservation_lines(cfg)
+    return lines + stranding_lines(cfg) + reservation_lines(cfg)
 
 
 def reservation_lines(cfg: Any) -> list[str]:
@@ -165,23 +176,6 @@ def reservation_lines(cfg: Any) -> list[str]:
                 "room there (EC2 placement-group rules); a Capacity Block needs no placement group"
             )
     return lines
-
-
-def efa_lines(cfg: Any) -> list[str]:
-    """Where a pod asking for EFA would be stranded (infra/gpu/placement.py efa_pods_stranded_on)."""
-    from infra.gpu.scheduling import efa_pods_stranded_on
-    from infra.node_pools import stack_offers
-
-    if not any(pool.efa for pool in cfg.effective_gpu_pools):
-        return []
-    stranded = efa_pods_stranded_on(stack_offers(cfg))
-    if not stranded:
-        return ["  EFA pods: the EFA pools come first for any pod requesting vpc.amazonaws.com/efa"]
-    return [
-        f"  warning: a pod requesting vpc.amazonaws.com/efa that does not select an EFA pool (nodeSelector "
-        f'eks-gpu-spot/efa: "true") lands on {", ".join(stranded)} first, where no EFA device plugin runs: it never '
-        "starts (README, Training pools)"
-    ]
 
 
 def summary(run: Any, stack: str, region: str, zones: Sequence[str] = (), source: str = "") -> str:

@@ -20,6 +20,10 @@ LABEL = "karpenter.k8s.aws/instance-"  # the prefix of Karpenter's instance-type
 # launches with that many EFA interfaces (pkg/providers/instance/instance.go getEFACountForInstance,
 # pkg/providers/launchtemplate/launchtemplate.go `lo.Times(options.EFACount, ...)`).
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
+# Branch network interfaces for security groups for pods: Karpenter gives every trunk-capable type a count
+# (karpenter-provider-aws v1.14.1 pkg/providers/instancetype/types.go L341 `v1.ResourceAWSPodENI: awsPodENI(...)`),
+# whether or not the cluster's VPC CNI will ever advertise it (infra/gpu/stranding.py).
+POD_ENI_RESOURCE = "vpc.amazonaws.com/pod-eni"
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class GpuType:
     local_nvme_gib: int
     arch: str
     efa: int = 0
+    pod_eni: int = 0
     category: str = ""
     generation: int = 0
     size: str = ""

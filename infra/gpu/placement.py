@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from infra.catalog.gpus import CATALOG, EFA_RESOURCE, GpuType, requirement_holds
+from infra.catalog.gpus import CATALOG, EFA_RESOURCE, POD_ENI_RESOURCE, GpuType, requirement_holds
 from infra.config.convert import PROJECT
 from infra.gpu import requirements as reqs
 from infra.gpu.requirements import OFFERING_KEYS, Requirement, Requirements
@@ -202,9 +202,14 @@ class InstanceType:
 
 
 def _catalog_type(gpu_type: GpuType, labels: Mapping[str, str], overlays: Sequence[Mapping[str, Any]]) -> InstanceType:
-    """A catalog type in a pool: allocatable from Karpenter's reference, physical GPUs and EFA interfaces (Karpenter
-    knows both per type, whatever will run on the node), plus what every matching overlay names."""
-    extended = {"nvidia.com/gpu": gpu_type.gpu_count, EFA_RESOURCE: gpu_type.efa, "pods": gpu_type.pods}
+    """A catalog type in a pool: allocatable from Karpenter's reference, physical GPUs, EFA and branch interfaces
+    (Karpenter knows each per type, whatever will run on the node), plus what every matching overlay names."""
+    extended = {
+        "nvidia.com/gpu": gpu_type.gpu_count,
+        EFA_RESOURCE: gpu_type.efa,
+        POD_ENI_RESOURCE: gpu_type.pod_eni,
+        "pods": gpu_type.pods,
+    }
     allocatable = {"cpu": gpu_type.allocatable_millicpu / 1000, "memory": gpu_type.allocatable_memory_mib, **extended}
     capacity = {"cpu": gpu_type.vcpu, "memory": gpu_type.memory_mib, **extended}
     every_label = {**gpu_type.labels, **labels}

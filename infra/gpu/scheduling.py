@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from infra.catalog.gpus import EFA_RESOURCE
 from infra.gpu import requirements as reqs
-from infra.gpu.placement import EFA_POOL_LABEL, InstanceType, Pod, PoolOffer, Requirements, provisioning_tolerates
+from infra.gpu.placement import InstanceType, Pod, PoolOffer, Requirements, provisioning_tolerates
 
 # What a general (CPU) pool's unlisted types offer: no extended resource (K pkg/apis/v1/labels.go WellKnownResources).
 _GENERAL_RESOURCES = frozenset({"cpu", "memory", "pods", "ephemeral-storage"})
@@ -143,19 +142,3 @@ def lands_on(pod: Pod, offers: Iterable[PoolOffer], used: Mapping[str, Mapping[s
     """The pool Karpenter launches for the pod, None if it stays pending."""
     (claim,) = schedule([pod], offers, used).placed
     return claim.pool.name if claim else None
-
-
-def efa_pods_stranded_on(offers: Iterable[PoolOffer]) -> list[str]:
-    """Pools without the EFA device plugin that Karpenter would launch for a whole-GPU pod requesting EFA that does
-    not select an EFA pool: Karpenter launches such a node with EFA interfaces (the type has them), but nothing on it
-    advertises `vpc.amazonaws.com/efa`, so the pod never starts there (README, Training pools)."""
-    pod = Pod(
-        requests={"nvidia.com/gpu": 1, EFA_RESOURCE: 1},
-        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-    )
-    offers = list(offers)
-    first = lands_on(pod, offers)
-    by_name = {o.name: o for o in offers}
-    if first is None or by_name[first].labels.get(EFA_POOL_LABEL) == "true":
-        return []
-    return [name for name in candidate_pools(pod, offers) if by_name[name].labels.get(EFA_POOL_LABEL) != "true"]
